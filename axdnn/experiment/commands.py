@@ -1,0 +1,141 @@
+"""The runner behind `axdnn train`, `evaluate` and `cost`: each returns a JSON-ready record."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from axdnn.cost.counting import CostReport, count_ops
+from axdnn.cost.energy import EnergyReport, EnergyTable, estimate_energy
+from axdnn.cost.table import format_cost_table
+from axdnn.data import load_dataset
+from axdnn.experiment.common import (
+    load_checkpoint_and_data,
+    parse_input_shape,
+    split_of,
+    try_forward,
+)
+from axdnn.errors import ConfigError
+from axdnn.models import build_model
+from axdnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from axdnn.runtime import resolve_device, seed_everything
+from axdnn.train import TrainConfig, evaluate, fit
+
+
+def run_train(
+    model_name: str,
+    data: str,
+    out: Path,
+    config: TrainConfig,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Train a model from scratch and write a checkpoint with its test metrics."""
+    dev = resolve_device(device)
+    bundle = load_dataset(data, seed=config.seed)
+    seed_everything(config.seed)
+    kwargs = {"in_channels": bundle.input_shape[0], "num_classes": bundle.num_classes}
+    model = build_model(model_name, **kwargs)
+    try_forward(model, bundle.input_shape, f"model {model_name!r}")
+    start = time.perf_counter()
+    history = fit(model, bundle.train, bundle.val, bundle.num_classes, config, dev, progress)
+    seconds = time.perf_counter() - start
+    result = evaluate(model, bundle.test, bundle.num_classes, device=dev)
+    metrics = {"test_top1": result.top1, "test_top5": result.top5, "test_loss": result.loss}
+    checkpoint = Checkpoint(
+        model_name=model_name,
+        model_kwargs=kwargs,
+        state_dict=model.state_dict(),
+        data_spec=data,
+        input_shape=bundle.input_shape,
+        metrics=metrics,
+        extra={"train_config": vars(config)},
+    )
+    save_checkpoint(out, checkpoint)
+    return {
+        "checkpoint": str(out),
+        "model": model_name,
+        "data": bundle.summary(),
+        "config": vars(config),
+        "train_seconds": seconds,
+        "history": history.to_dict(),
+        "test": result.to_dict(),
+    }
+
+
+def render_train(record: dict) -> str:
+    t = record["test"]
+    return (
+        f"trained {record['model']} on {record['data']['spec']} in {record['train_seconds']:.1f} s "
+        f"(best val epoch {record['history']['best_epoch']})\n"
+        f"test top-1 {t['top1']:.2%}  top-5 {t['top5']:.2%}  loss {t['loss']:.4f}\n"
+        f"checkpoint: {record['checkpoint']}"
+    )
+
+
+def run_evaluate(
+    checkpoint: Path,
+    data: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Evaluate a checkpoint on a split of its (or another) dataset."""
+    dev = resolve_device(device)
+    ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
+    result = evaluate(
+        model.to(dev), split_of(bundle, split), bundle.num_classes, batch_size, dev, progress
+    )
+    return {
+        "checkpoint": str(checkpoint),
+        "model": ck.model_name,
+        "data": bundle.spec,
+        "split": split,
+        **result.to_dict(),
+    }
+
+
+def render_evaluate(record: dict) -> str:
+    worst = min(range(len(record["per_class_accuracy"])), key=lambda c: record["per_class_accuracy"][c])
+    return (
+        f"{record['model']} on {record['data']} ({record['split']}, {record['samples']} samples)\n"
+        f"top-1 {record['top1']:.2%}  top-5 {record['top5']:.2%}  loss {record['loss']:.4f}\n"
+        f"worst class {worst}: {record['per_class_accuracy'][worst]:.2%}"
+    )
+
+
+def run_cost(
+    checkpoint: Path | None = None,
+    model: str | None = None,
+    input_shape: str | None = None,
+    num_classes: int = 10,
+    energy_table: Path | None = None,
+    memory: str = "sram",
+) -> dict:
+    """Count MACs, parameters, activations and energy of a checkpoint or a zoo model."""
+    if checkpoint is not None:
+        ck = load_checkpoint(checkpoint)
+        net = ck.build()
+        shape = parse_input_shape(input_shape) if input_shape else ck.input_shape
+        if shape is None:
+            raise ConfigError(f"checkpoint {str(checkpoint)!r} records no input shape; pass --input")
+        name = ck.model_name
+    elif model is not None:
+        if not input_shape:
+            raise ConfigError("--model needs --input CxHxW (e.g. --input 3x32x32)")
+        shape = parse_input_shape(input_shape)
+        net = build_model(model, in_channels=shape[0], num_classes=num_classes)
+        name = model
+    else:
+        raise ConfigError("give --checkpoint, or --model with --input")
+    table = EnergyTable.from_yaml(energy_table) if energy_table else None
+    report = count_ops(net, tuple(shape))
+    energy = estimate_energy(report, table=table, memory=memory)
+    return {"model": name, "cost": report.to_dict(), "energy": energy.to_dict()}
+
+
+def render_cost(record: dict) -> str:
+    report = CostReport.from_dict(record["cost"])
+    energy = EnergyReport.from_dict(record["energy"])
+    return f"{record['model']}\n{format_cost_table(report, energy)}"

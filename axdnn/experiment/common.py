@@ -1,0 +1,74 @@
+"""Helpers every experiment command shares: loading checkpoints with their data, shape checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from axdnn.data import DatasetBundle, load_dataset
+from axdnn.errors import ConfigError, ShapeError
+from axdnn.models.checkpoint import Checkpoint, load_checkpoint
+
+_SHAPE = re.compile(r"^\s*(\d+)(?:\s*x\s*(\d+))*\s*$")
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """`3x32x32` -> (3, 32, 32); any number of positive sizes."""
+    if not _SHAPE.match(text or ""):
+        raise ConfigError(f"bad input shape {text!r}: expected sizes joined by 'x', e.g. 3x32x32")
+    shape = tuple(int(p) for p in text.lower().split("x"))
+    if any(s < 1 for s in shape):
+        raise ConfigError(f"bad input shape {text!r}: every size must be at least 1")
+    return shape
+
+
+def check_data_fits(checkpoint: Checkpoint, bundle: DatasetBundle) -> None:
+    """The data must have the input shape and class count the checkpoint was trained on."""
+    where = f"checkpoint {checkpoint.path!r}"
+    if checkpoint.input_shape and tuple(checkpoint.input_shape) != tuple(bundle.input_shape):
+        raise ShapeError(
+            f"{where} expects inputs of shape {'x'.join(map(str, checkpoint.input_shape))} but "
+            f"dataset {bundle.spec!r} gives {'x'.join(map(str, bundle.input_shape))}; pass a "
+            f"dataset spec with the right shape (e.g. digits:{'x'.join(map(str, checkpoint.input_shape))})"
+        )
+    classes = checkpoint.model_kwargs.get("num_classes")
+    if classes is not None and classes != bundle.num_classes:
+        raise ShapeError(
+            f"{where} has {classes} output classes but dataset {bundle.spec!r} has "
+            f"{bundle.num_classes}"
+        )
+
+
+def load_checkpoint_and_data(
+    path: Path, data: str | None, seed: int = 0
+) -> tuple[Checkpoint, nn.Module, DatasetBundle]:
+    """Load a checkpoint, build its model and load the data it is evaluated on."""
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.build()
+    spec = data or checkpoint.data_spec
+    if not spec:
+        raise ConfigError(f"checkpoint {str(path)!r} records no dataset; pass --data")
+    bundle = load_dataset(spec, seed=seed)
+    check_data_fits(checkpoint, bundle)
+    return checkpoint, model, bundle
+
+
+def split_of(bundle: DatasetBundle, split: str):
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"unknown split {split!r}; expected train, val or test")
+    return getattr(bundle, split)
+
+
+def try_forward(model: nn.Module, input_shape: tuple[int, ...], what: str) -> None:
+    """Run one zero sample through the model; a shape mismatch becomes a ShapeError."""
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    except (RuntimeError, ValueError, IndexError) as err:
+        detail = " ".join(str(err).split())[:300]
+        raise ShapeError(
+            f"{what} cannot take inputs of shape {'x'.join(map(str, input_shape))}: {detail}"
+        ) from None

@@ -1,0 +1,23 @@
+"""Integer matmul/conv with a product table: reference and faster exact backends, one dispatcher."""
+
+from axdnn.kernels.dispatch import (
+    Backend,
+    choose_backend,
+    list_backends,
+    lut_conv2d,
+    lut_linear,
+    lut_matmul,
+    register_backend,
+)
+from axdnn.kernels.geometry import ConvGeometry
+
+__all__ = [
+    "Backend",
+    "ConvGeometry",
+    "choose_backend",
+    "list_backends",
+    "lut_conv2d",
+    "lut_linear",
+    "lut_matmul",
+    "register_backend",
+]

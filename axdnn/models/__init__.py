@@ -1,0 +1,35 @@
+"""Model zoo: CIFAR/digits-sized reference networks by name, plus user factories, via one registry.
+
+Importing this package registers every zoo model; `build_model(name, in_channels, num_classes)`
+builds one, and `list_models()` names them.
+"""
+
+from axdnn.models import alexnet, digits, lenet, mobilenet, resnet, squeezenet, vgg
+from axdnn.models.alexnet import AlexNetCifar
+from axdnn.models.digits import DigitsCNN
+from axdnn.models.lenet import LeNet5
+from axdnn.models.mobilenet import MobileNetV2Cifar
+from axdnn.models.registry import build_model, list_models, register_model
+from axdnn.models.resnet import CifarResNet
+from axdnn.models.squeezenet import SqueezeNetCifar
+from axdnn.models.vgg import VGG
+
+__all__ = [
+    "AlexNetCifar",
+    "CifarResNet",
+    "DigitsCNN",
+    "LeNet5",
+    "MobileNetV2Cifar",
+    "SqueezeNetCifar",
+    "VGG",
+    "alexnet",
+    "build_model",
+    "digits",
+    "lenet",
+    "list_models",
+    "mobilenet",
+    "register_model",
+    "resnet",
+    "squeezenet",
+    "vgg",
+]

@@ -1,0 +1,109 @@
+"""Checkpoints: model name, constructor arguments, weights, dataset spec, metrics and axdnn version
+in one file, loaded with `torch.load(weights_only=True)` so that opening one never runs code."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import axdnn
+from axdnn.errors import CheckpointError, ModelError
+from axdnn.models.registry import build_model
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "model", "model_kwargs", "state_dict")
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild and describe a trained model."""
+
+    model_name: str
+    model_kwargs: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    data_spec: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    axdnn_version: str = axdnn.__version__
+    path: str | None = None
+
+    def build(self) -> nn.Module:
+        """Construct the model and load the weights; a mismatch is a CheckpointError."""
+        try:
+            model = build_model(self.model_name, **self.model_kwargs)
+        except ModelError as err:
+            raise CheckpointError(f"checkpoint {self.path or ''}: {err}") from err
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as err:
+            detail = " ".join(str(err).split())
+            raise CheckpointError(
+                f"checkpoint {self.path or ''}: weights do not fit model {self.model_name!r} "
+                f"with {self.model_kwargs}: {detail}"
+            ) from err
+        return model.eval()
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
+    """Write a checkpoint atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT_VERSION,
+        "model": checkpoint.model_name,
+        "model_kwargs": dict(checkpoint.model_kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in checkpoint.state_dict.items()},
+        "data_spec": checkpoint.data_spec,
+        "input_shape": list(checkpoint.input_shape) if checkpoint.input_shape else None,
+        "metrics": checkpoint.metrics,
+        "extra": checkpoint.extra,
+        "axdnn_version": checkpoint.axdnn_version,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint safely; missing, corrupt or foreign files are a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is corrupt or not an axdnn checkpoint "
+            f"(torch.load said: {first_line})"
+        ) from err
+    if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is not an axdnn checkpoint: expected a dict with keys "
+            f"{', '.join(REQUIRED_KEYS)} (save it with `axdnn train` or save_checkpoint)"
+        )
+    if payload["format"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} has format {payload['format']!r}; this axdnn reads "
+            f"format {FORMAT_VERSION}"
+        )
+    shape = payload.get("input_shape")
+    return Checkpoint(
+        model_name=payload["model"],
+        model_kwargs=payload["model_kwargs"],
+        state_dict=payload["state_dict"],
+        data_spec=payload.get("data_spec"),
+        input_shape=tuple(shape) if shape else None,
+        metrics=payload.get("metrics") or {},
+        extra=payload.get("extra") or {},
+        axdnn_version=payload.get("axdnn_version", "unknown"),
+        path=str(path),
+    )

@@ -1,0 +1,194 @@
+"""Approximate layers: convolution and linear maps whose multiplies go through a product table.
+
+They subclass nn.Conv2d / nn.Linear (same parameters and state-dict keys), hold the multiplier,
+the calibrated activation quantizer and the weight quantizer, and compute through `TableMac`.
+Activation ranges are fixed by calibration; weight ranges follow the current weights, so
+fine-tuning and evaluation run the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from axdnn.arith import Multiplier
+from axdnn.errors import ConfigError
+from axdnn.kernels import ConvGeometry
+from axdnn.nn.functional import ConvOp, LinearOp, TableMac, TableOperands
+from axdnn.nn.gradients import DEFAULT_RANK, GRADIENTS, table_gradient
+from axdnn.nn.observers import Observer
+from axdnn.nn.quant import QuantScheme
+
+
+@dataclass(frozen=True)
+class ApproxConfig:
+    """Per-layer choices besides the multiplier (filled from a LayerSpec)."""
+
+    act_observer: str = "minmax"
+    weight_observer: str = "minmax"
+    per_channel: bool = True
+    acc_bits: int | None = None
+    gradient: str = "ste"
+    gradient_rank: int = DEFAULT_RANK
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.gradient not in GRADIENTS:
+            raise ConfigError(f"unknown gradient {self.gradient!r}; expected one of {GRADIENTS}")
+        if self.acc_bits is not None and not 8 <= self.acc_bits <= 64:
+            raise ConfigError(f"acc_bits must be 8..64, got {self.acc_bits}")
+
+
+class ApproxMixin:
+    """Quantizer state and calibration shared by ApproxConv2d and ApproxLinear."""
+
+    def _setup(self, multiplier: Multiplier, config: ApproxConfig) -> None:
+        self.multiplier = multiplier
+        self.config = config
+        self.a_scheme = QuantScheme(
+            multiplier.a_bits, multiplier.a_signed, False, False, config.act_observer
+        )
+        self.b_scheme = QuantScheme(
+            multiplier.b_bits,
+            multiplier.b_signed,
+            symmetric=multiplier.b_signed,
+            per_channel=config.per_channel,
+            observer=config.weight_observer,
+        )
+        grad = None
+        if config.gradient == "table":
+            grad = table_gradient(
+                multiplier.table, multiplier.a_signed, multiplier.b_signed, config.gradient_rank
+            )
+        self.operands = TableOperands(
+            multiplier.table, self.a_scheme, self.b_scheme, config.gradient, grad,
+            config.backend, config.acc_bits,
+        )
+        self.register_buffer("act_scale", torch.ones(()))
+        self.register_buffer("act_zero", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("act_hist", torch.zeros(1 << multiplier.a_bits, dtype=torch.int64))
+        self._observer: Observer | None = None
+        self._weight_cache: tuple | None = None
+
+    def start_calibration(self, seed: int = 0) -> None:
+        self._observer = Observer(self.a_scheme, seed=seed)
+
+    def finish_calibration(self) -> None:
+        if self._observer is None or self._observer.lo is None:
+            raise ConfigError(f"layer {self.layer_name!r} saw no calibration data")
+        scale, zero = self._observer.qparams()
+        self.act_scale.copy_(scale.reshape(()))
+        self.act_zero.copy_(zero.reshape(()))
+        self.calibrated.fill_(True)
+        self._observer = None
+
+    @property
+    def layer_name(self) -> str:
+        return getattr(self, "_axdnn_name", type(self).__name__)
+
+    def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and zero point of the current weights, cached until the weights change."""
+        key = (self.weight._version, self.weight.data_ptr())
+        if self._weight_cache is None or self._weight_cache[0] != key:
+            observer = Observer(self.b_scheme, axis=0)
+            observer.observe(self.weight)
+            scale, zero = observer.qparams()
+            if not self.b_scheme.per_channel:
+                scale = scale.expand(self.weight.shape[0])
+                zero = zero.expand(self.weight.shape[0])
+            device = self.weight.device
+            self._weight_cache = (key, scale.to(device).contiguous(), zero.to(device).contiguous())
+        return self._weight_cache[1], self._weight_cache[2]
+
+    def _record_hist(self, x: torch.Tensor) -> None:
+        from axdnn.nn.quant import code_index, quantize_codes, qparams
+
+        if self._observer is None or self._observer.lo is None:
+            return
+        scale, zero = qparams(self._observer.lo, self._observer.hi, self.a_scheme)
+        codes = code_index(quantize_codes(x.detach(), scale, zero, self.a_scheme), self.a_scheme.bits)
+        self.act_hist += torch.bincount(codes.flatten().cpu(), minlength=self.act_hist.numel())
+
+    def _table_forward(self, op, x: torch.Tensor) -> torch.Tensor:
+        if self._observer is not None:
+            self._observer.observe(x)
+            self._record_hist(x)
+            return op.float_op(x, self.weight)
+        if not bool(self.calibrated):
+            raise ConfigError(
+                f"approximate layer {self.layer_name!r} is not calibrated; build it with "
+                "axdnn.nn.approximate(model, plan, calibration_data)"
+            )
+        ws, wz = self.weight_qparams()
+        return TableMac.apply(
+            x.float(), self.weight, op, self.operands, self.act_scale, self.act_zero, ws, wz
+        )
+
+    def describe(self) -> str:
+        return f"multiplier={self.multiplier.name}, gradient={self.config.gradient}"
+
+
+class ApproxConv2d(ApproxMixin, nn.Conv2d):
+    """nn.Conv2d whose products come from a multiplier's table (stride, padding, dilation, groups)."""
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, multiplier: Multiplier, config: ApproxConfig) -> ApproxConv2d:
+        if conv.padding_mode != "zeros":
+            raise ConfigError(f"cannot approximate a Conv2d with padding_mode={conv.padding_mode!r}")
+        padding = _numeric_padding(conv)
+        layer = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding,
+            conv.dilation, conv.groups, conv.bias is not None,
+            device=conv.weight.device, dtype=conv.weight.dtype,
+        )
+        layer.load_state_dict(conv.state_dict())
+        layer._setup(multiplier, config)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        geom = ConvGeometry.of(self.kernel_size, self.stride, self.padding, self.dilation, self.groups)
+        y = self._table_forward(ConvOp(geom), x)
+        return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self.describe()}"
+
+
+class ApproxLinear(ApproxMixin, nn.Linear):
+    """nn.Linear over any leading dimensions, products from a multiplier's table."""
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, multiplier: Multiplier, config: ApproxConfig) -> ApproxLinear:
+        layer = cls(
+            linear.in_features, linear.out_features, linear.bias is not None,
+            device=linear.weight.device, dtype=linear.weight.dtype,
+        )
+        layer.load_state_dict(linear.state_dict())
+        layer._setup(multiplier, config)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = self._table_forward(LinearOp(), x.reshape(-1, x.shape[-1]))
+        y = y.reshape(*lead, self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self.describe()}"
+
+
+def _numeric_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    if not isinstance(conv.padding, str):
+        return conv.padding
+    if conv.padding == "valid":
+        return (0, 0)
+    total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size, strict=True)]
+    if any(t % 2 for t in total):
+        raise ConfigError("cannot approximate a Conv2d with asymmetric padding='same'")
+    return tuple(t // 2 for t in total)
+
+
+APPROX_LAYERS = (ApproxConv2d, ApproxLinear)

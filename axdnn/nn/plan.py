@@ -1,0 +1,109 @@
+"""Plans: which hardware each layer runs on, as an ordered map from layer-name globs to LayerSpecs.
+
+For every layer the *last* pattern that matches it decides (later, more specific entries override
+earlier, broader ones). A LayerSpec with `multiplier: null` keeps the layer in float.
+
+    layers:
+      "*":  {multiplier: "drum:4@u8", gradient: table}
+      "fc": {multiplier: null}
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from axdnn.errors import ConfigError
+
+
+class LayerSpec(BaseModel):
+    """What the hardware does in one layer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    multiplier: str | None = Field(None, description="Multiplier spec, e.g. drum:4@u8; null = float")
+    act_observer: Literal["minmax", "percentile", "mse"] = "minmax"
+    weight_observer: Literal["minmax", "percentile", "mse"] = "minmax"
+    per_channel: bool = True
+    acc_bits: int | None = Field(None, ge=8, le=64)
+    gradient: Literal["ste", "table"] = "ste"
+    backend: str = "auto"
+
+    @field_validator("multiplier")
+    @classmethod
+    def _check_multiplier(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from axdnn.arith import get_multiplier
+
+        get_multiplier(value)
+        return value
+
+
+class Plan(BaseModel):
+    """An ordered map from layer-name glob patterns to LayerSpecs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layers: dict[str, LayerSpec]
+    description: str = ""
+
+    @classmethod
+    def uniform(cls, multiplier: str, **spec) -> Plan:
+        """The `--multiplier SPEC` shorthand: every conv/linear layer on one multiplier."""
+        return cls(layers={"*": LayerSpec(multiplier=multiplier, **spec)})
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = "plan") -> Plan:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping with key 'layers', got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(f"{source}: invalid plan: {_first_errors(err)}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        """Read a plan from YAML or JSON; errors name the file and the bad key."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"plan file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"plan file {str(path)!r} is not valid YAML/JSON: {err}") from None
+        return cls.from_dict(data, source=f"plan file {str(path)!r}")
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        data = self.model_dump(exclude_defaults=False)
+        text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    def resolve(self, layer_names: list[str]) -> dict[str, tuple[str, LayerSpec]]:
+        """Map each layer a pattern matches to (pattern, spec); a pattern matching nothing is an error."""
+        chosen: dict[str, tuple[str, LayerSpec]] = {}
+        for pattern, spec in self.layers.items():
+            hits = [name for name in layer_names if fnmatch.fnmatchcase(name, pattern)]
+            if not hits:
+                raise ConfigError(
+                    f"plan pattern {pattern!r} matches no layer; the model's layers are: "
+                    f"{', '.join(layer_names) or '(none)'}"
+                )
+            for name in hits:
+                chosen[name] = (pattern, spec)
+        return chosen
+
+
+def _first_errors(err: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for item in err.errors()[:limit]:
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
