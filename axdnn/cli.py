@@ -71,19 +71,87 @@ def train(
 def evaluate(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint written by `axdnn train`.")],
     data: Annotated[str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")] = None,
+    plan: Annotated[Path | None, typer.Option(help="Plan file (YAML/JSON): layer globs to specs.")] = None,
+    multiplier: Annotated[
+        str | None, typer.Option(help="Run every conv/linear layer on this multiplier, e.g. drum:4@u8.")
+    ] = None,
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 256,
+    seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a checkpoint: top-1, top-5, loss, per-class accuracy, confusion matrix."""
-    from axdnn.experiment.commands import render_evaluate, run_evaluate
+    """Evaluate a checkpoint (optionally on approximate hardware): top-1, top-5, loss, per-class
+    accuracy, confusion matrix, and the multiplier of every layer."""
+    from axdnn.experiment.approx import render_approx_evaluate, run_approx_evaluate
 
-    record = run_evaluate(
-        checkpoint, data, split=split, batch_size=batch_size, device=device, progress=not quiet
+    record = run_approx_evaluate(
+        checkpoint, data, plan, multiplier, split, batch_size, device, seed, progress=not quiet
     )
-    _emit(record, as_json, render_evaluate)
+    _emit(record, as_json, render_approx_evaluate)
+
+
+@app.command()
+def finetune(
+    checkpoint: Annotated[Path, typer.Option(help="Float checkpoint to start from.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
+    data: Annotated[str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")] = None,
+    plan: Annotated[Path | None, typer.Option(help="Plan file (YAML/JSON).")] = None,
+    multiplier: Annotated[str | None, typer.Option(help="One multiplier for every layer.")] = None,
+    gradient: Annotated[
+        str | None, typer.Option(help="ste (straight-through) or table (Meng et al. table difference).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 3,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
+    distill: Annotated[float, typer.Option(help="Distillation weight alpha in [0, 1) (0: off).")] = 0.0,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 4.0,
+    hw_reg: Annotated[float, typer.Option(help="Hardware-aware regulariser weight (0: off).")] = 0.0,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune with the approximate multipliers in the forward pass."""
+    from axdnn.experiment.approx import render_finetune, run_finetune
+    from axdnn.train import TrainConfig
+    from axdnn.train.finetune import FinetuneOptions
+
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    options = FinetuneOptions(distill, temperature, hw_reg)
+    record = run_finetune(
+        checkpoint, out, config, options, data, plan, multiplier, gradient, device, not quiet
+    )
+    _emit(record, as_json, render_finetune)
+
+
+multipliers_app = typer.Typer(no_args_is_help=True, help="The multiplier library.")
+app.add_typer(multipliers_app, name="multipliers")
+
+
+@multipliers_app.command("list")
+def multipliers_list(
+    width: Annotated[int, typer.Option(help="Operand width in bits (2..8).")] = 8,
+    signed: Annotated[bool, typer.Option(help="Signed operands.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Built-in behavioural multipliers with their error metrics."""
+    from axdnn.experiment.approx import render_multipliers_list, run_multipliers_list
+
+    _emit(run_multipliers_list(width, signed), as_json, render_multipliers_list)
+
+
+@multipliers_app.command("show")
+def multipliers_show(
+    spec: Annotated[str, typer.Argument(help="Multiplier spec, e.g. drum:4@u8 or lut:file.bin.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the error heatmap/histogram PNGs.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Error metrics of one multiplier, and its error heatmap and histogram as PNG."""
+    from axdnn.experiment.approx import render_multipliers_show, run_multipliers_show
+
+    _emit(run_multipliers_show(spec, out), as_json, render_multipliers_show)
 
 
 @app.command()

@@ -156,7 +156,9 @@ def load_table_file(
         arr = _read_text_table(p)
     else:
         signed = operands is not None and (operands.a_signed or operands.b_signed)
-        stated = parse_dtype(dtype, f"table file {p}") if dtype else np.dtype("<i2" if signed else "<u2")
+        stated = (
+            parse_dtype(dtype, f"table file {p}") if dtype else np.dtype("<i2" if signed else "<u2")
+        )
         raw = p.read_bytes()
         if len(raw) % stated.itemsize:
             raise MultiplierError(
@@ -224,8 +226,21 @@ def _strip_comments(src: str) -> str:
 
 def _norm_type(text: str) -> str:
     words = [w for w in re.split(r"\s+", text.replace("*", " * ").strip()) if w]
-    words = [w for w in words if w not in ("const", "volatile", "static", "inline", "extern",
-                                           "register", "__inline", "__inline__")]
+    words = [
+        w
+        for w in words
+        if w
+        not in (
+            "const",
+            "volatile",
+            "static",
+            "inline",
+            "extern",
+            "register",
+            "__inline",
+            "__inline__",
+        )
+    ]
     return " ".join(words)
 
 
@@ -353,7 +368,9 @@ def tabulate_c_function(path: Path, f: CFunction, ops: Operands) -> np.ndarray:
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise MultiplierError(f"C model {path}: running {' '.join(cmd)} failed: {exc}") from None
+            raise MultiplierError(
+                f"C model {path}: running {' '.join(cmd)} failed: {exc}"
+            ) from None
         if proc.returncode != 0:
             stderr = proc.stderr.strip().replace(str(tmpdir / "model.c"), str(path))
             raise MultiplierError(

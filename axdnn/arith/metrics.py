@@ -47,6 +47,20 @@ class ErrorMetrics:
         return asdict(self)
 
 
+def error_rank(err: np.ndarray) -> int:
+    """numpy matrix_rank of the float64 error table. BLAS is held to one thread: a 256x256 SVD
+    gains nothing from more, and threaded OpenBLAS stalls badly on a busy machine."""
+    errf = np.asarray(err, dtype=np.float64)
+    if not errf.any():
+        return 0
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+        return int(np.linalg.matrix_rank(errf))
+    with threadpool_limits(limits=1, user_api="blas"):
+        return int(np.linalg.matrix_rank(errf))
+
+
 def compute_metrics(m: Multiplier) -> ErrorMetrics:
     """All metrics of `m` over every operand pair (see the module docstring for definitions)."""
     exact = m.exact_table().numpy()
@@ -76,6 +90,6 @@ def metrics_from_tables(exact: np.ndarray, err: np.ndarray, total_bits: int) -> 
         wcre_percent=float(rel.max()) * 100.0 if rel.size else 0.0,
         mean_error=float(errf.mean()),
         error_std=float(errf.std()),
-        rank=int(np.linalg.matrix_rank(errf)),
+        rank=error_rank(errf),
         pairs=int(err.size),
     )

@@ -135,7 +135,7 @@ def etm_core(a: np.ndarray, b: np.ndarray, a_bits: int, b_bits: int, k: int) -> 
     MSB parts are multiplied exactly into product bits 2k and up, and the 2k low product bits come
     from the non-multiplication part: scanning operand bit i = k-1..0, product bit k+i is 1 from
     the first position where a_i or b_i is 1 downwards, and product bits k-1..0 are all 1 when any
-    LSB bit is 1 (the bit-OR "sticky" scheme of the paper's Fig. 2).
+    LSB bit is 1 (the paper's bit-OR checking scheme for the non-multiplication part).
     """
     mask = (1 << k) - 1
     ah, bh, al, bl = a >> k, b >> k, a & mask, b & mask

@@ -1,8 +1,9 @@
 """`Multiplier`: an approximate multiplier as a full product table plus metadata.
 
-Indexing convention (fixed project-wide): `table[ia, ib]` is the circuit's output for operands whose
-two's-complement bit patterns are `ia = code_a & (2**a_bits - 1)` and `ib = code_b & (2**b_bits - 1)`.
-For unsigned operands the index is the value itself; for signed ones index 2**(n-1) is -2**(n-1).
+Indexing convention (fixed project-wide): `table[ia, ib]` is the circuit's output for operands
+whose two's-complement bit patterns are `ia = code_a & (2**a_bits - 1)` and
+`ib = code_b & (2**b_bits - 1)`. For unsigned operands the index is the value itself; for signed
+ones index 2**(n-1) holds -2**(n-1).
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class Multiplier:
             )
         if self.table.dtype != torch.int32:
             raise MultiplierError(
-                f"multiplier {self.name!r}: table dtype is {self.table.dtype}, expected torch.int32 "
-                "(use Multiplier.from_array to convert integer arrays with a range check)"
+                f"multiplier {self.name!r}: table dtype is {self.table.dtype}, expected "
+                "torch.int32 (Multiplier.from_array converts integer arrays with a range check)"
             )
         shape = (1 << self.a_bits, 1 << self.b_bits)
         if tuple(self.table.shape) != shape:
@@ -184,10 +185,7 @@ class Multiplier:
         return self.content_hash == other.content_hash
 
     def __repr__(self) -> str:
-        return (
-            f"Multiplier(name={self.name!r}, {self.operand_tags}, "
-            f"hash={self.content_hash[:12]})"
-        )
+        return f"Multiplier(name={self.name!r}, {self.operand_tags}, hash={self.content_hash[:12]})"
 
     @property
     def operands(self) -> Operands:

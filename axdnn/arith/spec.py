@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from axdnn.arith.importers import is_dtype_name, load_c_model, load_table_file
+from axdnn.arith.importers import is_dtype_name, load_c_model, load_table_file, parse_dtype
 from axdnn.arith.models import MODELS, build_model
 from axdnn.arith.multiplier import MAX_BITS, MIN_BITS, Multiplier, Operands
 from axdnn.errors import MultiplierError
@@ -77,7 +77,7 @@ def parse_spec(spec: str) -> ParsedSpec:
     name = name.strip().lower()
     if "@" in name or (operands is None and "@" in text and name not in ("lut", "c")):
         raise MultiplierError(
-            f"multiplier spec {spec!r}: bad operand suffix {text[text.index('@'):]!r}; "
+            f"multiplier spec {spec!r}: bad operand suffix {text[text.index('@') :]!r}; "
             "accepted @u8, @s8, @u4, @u8xs8, ... (widths 2..8)"
         )
     return ParsedSpec(name, arg.strip() if sep else None, operands)
@@ -204,6 +204,8 @@ def parse_lut_arg(arg: str | None) -> tuple[Path, str | None]:
         if "dtype" in opts:
             raise MultiplierError(f"multiplier spec 'lut:{arg}' states the dtype twice")
         path, opts["dtype"] = head, tail
+    elif sep and head and re.fullmatch(r"[<>]?\w+", tail) and Path(head).is_file():
+        parse_dtype(tail, f"multiplier spec 'lut:{arg}'")  # raises: names the accepted dtypes
     return Path(path), opts.get("dtype")
 
 

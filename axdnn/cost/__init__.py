@@ -1,19 +1,38 @@
-"""Cost room: operation counting, the energy model and cost tables."""
+"""Cost room: per-layer operation counting, the energy model and cost tables.
 
-from axdnn.cost.counting import (
-    CostReport,
-    LayerCost,
-    ModuleCounter,
-    OpCount,
-    count_ops,
-    register_module_counter,
+`count_ops(model, input_shape)` gives a `CostReport` (MACs, params, activation sizes per layer);
+`estimate_energy(report, precision)` turns it into pJ with the Horowitz 45 nm table by default;
+`format_cost_table(report, energy)` renders both for people.
+"""
+
+from axdnn.cost.counters import ModuleCounter, OpCount, register_module_counter
+from axdnn.cost.counting import count_ops
+from axdnn.cost.energy import (
+    HOROWITZ_45NM,
+    HOROWITZ_45NM_YAML,
+    EnergyReport,
+    EnergyTable,
+    LayerEnergy,
+    LayerPrecision,
+    estimate_energy,
 )
+from axdnn.cost.records import CostReport, LayerCost
+from axdnn.cost.table import format_cost_table, rich_cost_table
 
 __all__ = [
+    "HOROWITZ_45NM",
+    "HOROWITZ_45NM_YAML",
     "CostReport",
+    "EnergyReport",
+    "EnergyTable",
     "LayerCost",
+    "LayerEnergy",
+    "LayerPrecision",
     "ModuleCounter",
     "OpCount",
     "count_ops",
+    "estimate_energy",
+    "format_cost_table",
     "register_module_counter",
+    "rich_cost_table",
 ]

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from axdnn.cost.counting import CostReport, LayerCost
+from axdnn.cost.records import CostReport, LayerCost
 from axdnn.errors import ConfigError
 
 __all__ = [

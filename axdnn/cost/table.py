@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from axdnn.cost.counting import CostReport, LayerCost
 from axdnn.cost.energy import EnergyReport
+from axdnn.cost.records import CostReport, LayerCost
 
 __all__ = ["cost_table_rows", "format_cost_table", "rich_cost_table"]
 

@@ -88,29 +88,37 @@ def to_shape(images: torch.Tensor, shape: Shape, spec: str) -> torch.Tensor:
         else:
             raise DataError(f"dataset spec {spec!r}: cannot turn {have}-channel images into {c}")
     if tuple(images.shape[2:]) != (h, w):
+        if len(images) == 0:
+            return images.new_zeros((0, c, h, w))
         shrink = h < images.shape[2] or w < images.shape[3]
-        images = (
-            torch.cat(
-                [
-                    F.interpolate(
-                        chunk, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink
-                    )
-                    for chunk in images.split(_CHUNK)
-                ]
+        resized = [
+            F.interpolate(
+                chunk, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink
             )
-            if len(images)
-            else images.new_zeros((0, images.shape[1], h, w))
-        )
+            for chunk in images.split(_CHUNK)
+        ]
+        images = torch.cat(resized)
     return images.contiguous()
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and (population) std over N, H, W; a constant channel gets std 1."""
-    flat = images.transpose(0, 1).reshape(images.shape[1], -1).double()
-    mean = flat.mean(dim=1)
-    std = flat.std(dim=1, correction=0)
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    return mean.tolist(), std.tolist()
+    """Per-channel mean and (population) std over N, H, W; a constant channel gets std 1.
+
+    Two passes with float64 accumulation, chunk by chunk, so large datasets need no full copy.
+    """
+    array = images.detach().cpu().numpy()
+    axes = (0, 2, 3)
+    count = max(array.size // max(array.shape[1], 1), 1)
+    mean = array.mean(axis=axes, dtype=np.float64) if len(array) else np.zeros(array.shape[1])
+    centre = mean.astype(array.dtype).reshape(1, -1, 1, 1)
+    squares = np.zeros_like(mean)
+    for start in range(0, len(array), _CHUNK):
+        squares += np.square(array[start : start + _CHUNK] - centre).sum(
+            axis=axes, dtype=np.float64
+        )
+    std = np.sqrt(squares / count)
+    std = np.where(std > 1e-6, std, 1.0)
+    return [float(v) for v in mean], [float(v) for v in std]
 
 
 def normalise_(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -51,7 +51,9 @@ def read_image(path: Path, shape: Shape) -> np.ndarray:
 
 def _image_files(folder: Path) -> list[Path]:
     files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
     )
     if not files:
         raise DataError(

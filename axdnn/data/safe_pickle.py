@@ -12,6 +12,8 @@ ALLOWED_GLOBALS = frozenset(
     {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),  # numpy scalars, e.g. labels saved as np.int64
+        ("numpy._core.multiarray", "scalar"),
         ("numpy.core.numeric", "_frombuffer"),  # protocol-5 pickles of arrays
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),

@@ -10,6 +10,7 @@ from axdnn.cost.energy import EnergyReport, EnergyTable, estimate_energy
 from axdnn.cost.table import format_cost_table
 from axdnn.data import load_dataset
 from axdnn.experiment.common import (
+    build_from_checkpoint,
     load_checkpoint_and_data,
     parse_input_shape,
     split_of,
@@ -116,7 +117,7 @@ def run_cost(
     """Count MACs, parameters, activations and energy of a checkpoint or a zoo model."""
     if checkpoint is not None:
         ck = load_checkpoint(checkpoint)
-        net = ck.build()
+        net = build_from_checkpoint(ck)
         shape = parse_input_shape(input_shape) if input_shape else ck.input_shape
         if shape is None:
             raise ConfigError(f"checkpoint {str(checkpoint)!r} records no input shape; pass --input")

@@ -11,6 +11,7 @@ from torch import nn
 from axdnn.data import DatasetBundle, load_dataset
 from axdnn.errors import ConfigError, ShapeError
 from axdnn.models.checkpoint import Checkpoint, load_checkpoint
+from axdnn.nn import Plan, approximate
 
 _SHAPE = re.compile(r"^\s*(\d+)(?:\s*x\s*(\d+))*\s*$")
 
@@ -42,12 +43,21 @@ def check_data_fits(checkpoint: Checkpoint, bundle: DatasetBundle) -> None:
         )
 
 
+def build_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
+    """The checkpoint's model; a fine-tuned approximate one comes back with its plan applied."""
+    stored = checkpoint.extra.get("plan")
+    if stored is None:
+        return checkpoint.build()
+    plan = Plan.from_dict(stored, source=f"checkpoint {checkpoint.path!r}")
+    return checkpoint.build(wrap=lambda model: approximate(model, plan, None))
+
+
 def load_checkpoint_and_data(
     path: Path, data: str | None, seed: int = 0
 ) -> tuple[Checkpoint, nn.Module, DatasetBundle]:
     """Load a checkpoint, build its model and load the data it is evaluated on."""
     checkpoint = load_checkpoint(path)
-    model = checkpoint.build()
+    model = build_from_checkpoint(checkpoint)
     spec = data or checkpoint.data_spec
     if not spec:
         raise ConfigError(f"checkpoint {str(path)!r} records no dataset; pass --data")

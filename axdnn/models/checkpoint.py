@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,15 @@ class Checkpoint:
     axdnn_version: str = axdnn.__version__
     path: str | None = None
 
-    def build(self) -> nn.Module:
-        """Construct the model and load the weights; a mismatch is a CheckpointError."""
+    def build(self, wrap: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
+        """Construct the model, pass it through `wrap` (e.g. re-applying a stored plan), and load
+        the weights; a mismatch is a CheckpointError."""
         try:
             model = build_model(self.model_name, **self.model_kwargs)
         except ModelError as err:
             raise CheckpointError(f"checkpoint {self.path or ''}: {err}") from err
+        if wrap is not None:
+            model = wrap(model)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as err:

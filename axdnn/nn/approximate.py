@@ -91,13 +91,14 @@ def _convert(name: str, module: nn.Module, pattern: str, spec: LayerSpec) -> nn.
 def approximate(
     model: nn.Module,
     plan: Plan,
-    calibration_data: Dataset | DataLoader | torch.Tensor,
+    calibration_data: Dataset | DataLoader | torch.Tensor | None,
     batches: int = CALIBRATION_BATCHES,
     seed: int = 0,
 ) -> nn.Module:
     """Return a calibrated copy of `model` with the plan's layers on their multipliers.
 
     The copy carries `approximation` (an ApproximationReport); the original is untouched.
+    With `calibration_data=None` the layers stay uncalibrated, for loading a saved state dict.
     """
     new = copy.deepcopy(model)
     layers = multiplying_layers(new)
@@ -115,7 +116,8 @@ def approximate(
             continue
         _replace(new, name, _convert(name, module, pattern, spec))
         report.layers.append(LayerRecord(name, kind, "approximate", spec.multiplier, pattern))
-    calibrate(new, calibration_data, batches, seed)
+    if calibration_data is not None:
+        calibrate(new, calibration_data, batches, seed)
     new.approximation = report
     return new
 

@@ -224,7 +224,7 @@ def test_counting_runs_without_grad_on_zeros():
             seen["training"] = self.training
             return x
 
-    count_ops(Probe().train(), (2, 2))
+    count_ops(Probe().train(), (2, 2), meta=False)
     assert seen == {"grad": False, "sum": 0.0, "training": False}
 
 
@@ -237,12 +237,12 @@ def test_registered_module_counter_suppresses_inner_ops():
         def forward(self, x):
             return self.inner(x) @ torch.eye(3)
 
-    register_module_counter(Block, lambda m, args, out: OpCount(kind="block", macs=7))
+    register_module_counter(Block, lambda m, args, kwargs, out: OpCount(kind="block", macs=7))
     report = count_ops(nn.Sequential(Block()), (3,))
     layer = only(report)
     assert (layer.name, layer.kind, layer.macs, layer.params) == ("0", "block", 7, 12)
     with pytest.raises(ConfigError, match="nn.Module subclass"):
-        register_module_counter(int, lambda m, a, o: OpCount("x", 0))  # type: ignore[arg-type]
+        register_module_counter(int, lambda m, a, k, o: OpCount("x", 0))  # type: ignore[arg-type]
 
 
 def test_skipped_macs():
@@ -288,3 +288,92 @@ def test_bad_inputs_raise_shape_errors():
         count_ops(nn.Linear(4, 2), ())
     with pytest.raises(ShapeError, match="batch_size"):
         count_ops(nn.Linear(4, 2), (4,), batch_size=0)
+
+
+def test_multihead_attention_counted_as_one_layer():
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.attn(x, x, x)[0]
+
+    layer = only(count_ops(Attn(), (5, 8)))
+    # projections 4 * L*E*E = 4*5*64; QK^T and attn x V: 2 * L*S*E = 2*5*5*8
+    assert (layer.name, layer.kind, layer.macs) == ("attn", "mha", 1280 + 400)
+    assert layer.weight_elems == 3 * 64 + 64
+
+
+def test_transformer_layer_is_not_hidden_by_the_fast_path():
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    macs = {x.name: x.macs for x in count_ops(layer, (5, 8)).layers}
+    assert macs == {"self_attn": 1680, "linear1": 5 * 8 * 16, "linear2": 5 * 16 * 8}
+
+
+@pytest.mark.parametrize(
+    ("module", "shape", "macs"),
+    [
+        # per step and direction: gates * H * (I + H); layer 2 of a biLSTM sees 2H inputs
+        (
+            nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True),
+            (5, 3),
+            5 * (2 * 4 * 4 * (3 + 4) + 2 * 4 * 4 * (8 + 4)),
+        ),
+        (nn.GRU(3, 4), (5, 3), 5 * 3 * 4 * 7),
+        (nn.RNN(3, 4, batch_first=True), (5, 3), 5 * 4 * 7),
+        (nn.LSTM(3, 4, proj_size=2, batch_first=True), (5, 3), 5 * (4 * 4 * (3 + 2) + 4 * 2)),
+        (nn.LSTMCell(3, 4), (3,), 4 * 4 * 7),
+        (nn.GRUCell(3, 4), (3,), 3 * 4 * 7),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
+def test_recurrent_layers(module, shape, macs):
+    layer = only(count_ops(module, shape))
+    assert layer.macs == macs
+    assert layer.weight_elems == sum(
+        p.numel() for n, p in module.named_parameters() if n.startswith("weight")
+    )
+
+
+def test_mixed_training_modes_restored():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    model.train()
+    model[1].eval()  # e.g. frozen batch-norm statistics
+    count_ops(model, (1, 5, 5))
+    assert model.training and model[0].training and not model[1].training
+
+
+class DataDependent(nn.Module):
+    """Control flow on values: cannot run shape-only, so counting falls back to real tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        if float(x.sum()) == 0.0:
+            return self.fc(x)
+        return self.fc(x) @ torch.eye(2)
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
+@pytest.mark.parametrize(
+    ("model", "shape"),
+    [
+        (nn.Sequential(nn.Identity(), Mixer()), (4, 6)),
+        (nn.Sequential(nn.Conv2d(3, 4, 3, groups=1), nn.BatchNorm2d(4), nn.ReLU()), (3, 6, 6)),
+        (nn.LSTM(3, 4, num_layers=2, batch_first=True), (5, 3)),
+        (nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), (5, 8)),
+    ],
+)
+def test_shape_only_run_matches_real_run(model, shape):
+    assert count_ops(model, shape, meta=True) == count_ops(model, shape, meta=False)
+
+
+def test_value_dependent_model_falls_back_to_real_run():
+    report = count_ops(DataDependent(), (4,))  # zeros: the branch without the matmul
+    assert report.names() == ["fc"]
+    assert report == count_ops(DataDependent(), (4,), meta=False)
+    with pytest.raises(ShapeError):
+        count_ops(DataDependent(), (4,), meta=True)

@@ -55,8 +55,10 @@ def test_split_is_fixed_and_independent_of_seed(digits):
         for a, b in zip(getattr(digits, name).tensors, getattr(other, name).tensors, strict=True):
             assert torch.equal(a, b)
     # train, val and test are disjoint
-    rows = {s: {tuple(r) for r in getattr(digits, s).tensors[0].reshape(-1, 64).tolist()}
-            for s in ("train", "val", "test")}
+    rows = {
+        s: {tuple(r) for r in getattr(digits, s).tensors[0].reshape(-1, 64).tolist()}
+        for s in ("train", "val", "test")
+    }
     assert not (rows["train"] & rows["val"]) and not (rows["train"] & rows["test"])
     assert not (rows["val"] & rows["test"])  # all 1797 source images are distinct
 

@@ -49,13 +49,15 @@ def test_load_mnist(tmp_path, gz):
     assert bundle.input_shape == (1, ROWS, COLS) and bundle.num_classes == 10
     assert [len(bundle.train), len(bundle.val), len(bundle.test)] == [90, 10, 20]
     x, y = restore(bundle, "test")
-    torch.testing.assert_close(x[:, 0], torch.tensor(arrays["t10k"][0], dtype=torch.float32),
-                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        x[:, 0], torch.tensor(arrays["t10k"][0], dtype=torch.float32), atol=1e-3, rtol=0
+    )
     assert y.tolist() == arrays["t10k"][1].tolist()
-    train_idx, val_idx = stratified_split(arrays["train"][1], (0.9, 0.1))
+    _, val_idx = stratified_split(arrays["train"][1], (0.9, 0.1))
     x, y = restore(bundle, "val")
-    torch.testing.assert_close(x[:, 0], torch.tensor(arrays["train"][0][val_idx],
-                                                     dtype=torch.float32), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        x[:, 0], torch.tensor(arrays["train"][0][val_idx], dtype=torch.float32), atol=1e-3, rtol=0
+    )
     assert sorted(y.tolist()) == list(range(10))  # one of the ten images of each class
     assert abs(float(bundle.train.tensors[0].mean())) < 1e-4
 

@@ -63,8 +63,16 @@ def test_empty_spec(text):
 
 @pytest.mark.parametrize(
     "text",
-    ["digits:3x32", "digits:2x8x8", "digits:0x8x8", "digits:1x0x8", "digits:abc",
-     "folder:/d:3x32", "mnist:/d:32", "synthetic:3x0x8:4"],
+    [
+        "digits:3x32",
+        "digits:2x8x8",
+        "digits:0x8x8",
+        "digits:1x0x8",
+        "digits:abc",
+        "folder:/d:3x32",
+        "mnist:/d:32",
+        "synthetic:3x0x8:4",
+    ],
 )
 def test_bad_shape(text):
     with pytest.raises(DataError, match="bad shape") as err:

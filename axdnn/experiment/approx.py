@@ -1,0 +1,219 @@
+"""Runner for approximate evaluation, fine-tuning and the multiplier catalogue."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from torch import nn
+
+from axdnn.arith import catalogue, get_multiplier
+from axdnn.data import DatasetBundle
+from axdnn.errors import ConfigError
+from axdnn.experiment.common import load_checkpoint_and_data, split_of
+from axdnn.models.checkpoint import Checkpoint, save_checkpoint
+from axdnn.nn import Plan, approximate
+from axdnn.report.multiplier_plots import plot_error_heatmap, plot_error_histogram
+from axdnn.runtime import resolve_device, seed_everything
+from axdnn.train import TrainConfig, evaluate
+from axdnn.train.finetune import FinetuneOptions, finetune
+
+GRADIENT_CHOICES = ("ste", "table")
+
+
+def resolve_plan(plan: Path | None, multiplier: str | None, gradient: str | None = None) -> Plan | None:
+    """`--plan FILE` or the `--multiplier SPEC` shorthand (not both); None when neither."""
+    if plan is not None and multiplier is not None:
+        raise ConfigError("give either --plan or --multiplier, not both")
+    if plan is not None:
+        loaded = Plan.load(plan)
+        if gradient is None:
+            return loaded
+        layers = {k: v.model_copy(update={"gradient": gradient}) for k, v in loaded.layers.items()}
+        return Plan(layers=layers, description=loaded.description)
+    if multiplier is not None:
+        return Plan.uniform(multiplier, **({"gradient": gradient} if gradient else {}))
+    return None
+
+
+def approximated_model(
+    checkpoint: Checkpoint, model: nn.Module, bundle: DatasetBundle, plan: Plan | None, seed: int = 0
+) -> tuple[nn.Module, Plan | None]:
+    """The checkpoint's model under its own stored plan, or calibrated under a new plan."""
+    stored = checkpoint.extra.get("plan")
+    if stored is not None:
+        if plan is not None:
+            raise ConfigError(
+                f"checkpoint {checkpoint.path!r} is already approximate (fine-tuned under a plan); "
+                "drop --plan/--multiplier to evaluate it as saved"
+            )
+        return model, Plan.from_dict(stored, source=f"checkpoint {checkpoint.path!r}")
+    if plan is None:
+        return model, None
+    return approximate(model, plan, bundle.train, seed=seed), plan
+
+
+def _report(model: nn.Module) -> dict | None:
+    report = getattr(model, "approximation", None)
+    return report.to_dict() if report is not None else None
+
+
+def run_approx_evaluate(
+    checkpoint: Path,
+    data: str | None = None,
+    plan: Path | None = None,
+    multiplier: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a checkpoint as float and under a plan; per-layer multipliers and exact layers."""
+    dev = resolve_device(device)
+    ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
+    chosen = resolve_plan(plan, multiplier)
+    dataset = split_of(bundle, split)
+    approx, used = approximated_model(ck, model, bundle, chosen, seed)
+    start = time.perf_counter()
+    result = evaluate(approx.to(dev), dataset, bundle.num_classes, batch_size, dev, progress)
+    record = {
+        "checkpoint": str(checkpoint),
+        "model": ck.model_name,
+        "data": bundle.spec,
+        "split": split,
+        "plan": used.model_dump() if used else None,
+        "approximation": _report(approx),
+        "seconds": time.perf_counter() - start,
+        **result.to_dict(),
+    }
+    if used is not None and "plan" not in ck.extra:
+        base = evaluate(model.to(dev), dataset, bundle.num_classes, batch_size, dev)
+        record["float_top1"] = base.top1
+    return record
+
+
+def render_approx_evaluate(record: dict) -> str:
+    lines = [
+        f"{record['model']} on {record['data']} ({record['split']}, {record['samples']} samples)",
+        f"top-1 {record['top1']:.2%}  top-5 {record['top5']:.2%}  loss {record['loss']:.4f}",
+    ]
+    if record.get("float_top1") is not None:
+        drop = record["float_top1"] - record["top1"]
+        lines.append(f"float top-1 {record['float_top1']:.2%}  (drop {drop * 100:.2f} points)")
+    if record["approximation"]:
+        lines.append("layers:")
+        for layer in record["approximation"]["layers"]:
+            how = layer["multiplier"] if layer["status"] == "approximate" else f"exact: {layer['reason']}"
+            lines.append(f"  {layer['name']:<24} {layer['kind']:<8} {how}")
+    return "\n".join(lines)
+
+
+def run_finetune(
+    checkpoint: Path,
+    out: Path,
+    config: TrainConfig,
+    options: FinetuneOptions,
+    data: str | None = None,
+    plan: Path | None = None,
+    multiplier: str | None = None,
+    gradient: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Fine-tune a float checkpoint with the plan's approximation in the forward pass."""
+    if gradient is not None and gradient not in GRADIENT_CHOICES:
+        raise ConfigError(f"unknown gradient {gradient!r}; expected one of {GRADIENT_CHOICES}")
+    chosen = resolve_plan(plan, multiplier, gradient)
+    if chosen is None:
+        raise ConfigError("finetune needs --plan FILE or --multiplier SPEC")
+    dev = resolve_device(device)
+    ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
+    if "plan" in ck.extra:
+        raise ConfigError(f"checkpoint {str(checkpoint)!r} is already fine-tuned; start from the float one")
+    seed_everything(config.seed)
+    approx = approximate(model, chosen, bundle.train, seed=config.seed).to(dev)
+    n = bundle.num_classes
+    before = evaluate(approx, bundle.test, n, device=dev)
+    start = time.perf_counter()
+    history = finetune(approx, bundle.train, bundle.val, n, config, options, model, dev, progress)
+    seconds = time.perf_counter() - start
+    after = evaluate(approx, bundle.test, n, device=dev)
+    float_top1 = evaluate(model.to(dev), bundle.test, n, device=dev).top1
+    save_checkpoint(
+        out,
+        Checkpoint(
+            model_name=ck.model_name,
+            model_kwargs=ck.model_kwargs,
+            state_dict=approx.state_dict(),
+            data_spec=bundle.spec,
+            input_shape=bundle.input_shape,
+            metrics={"test_top1": after.top1, "before_finetune_top1": before.top1},
+            extra={"plan": chosen.model_dump(), "finetune_config": vars(config), "options": vars(options)},
+        ),
+    )
+    return {
+        "checkpoint": str(out),
+        "model": ck.model_name,
+        "plan": chosen.model_dump(),
+        "float_top1": float_top1,
+        "before_top1": before.top1,
+        "after_top1": after.top1,
+        "recovered_fraction": _recovered(float_top1, before.top1, after.top1),
+        "seconds": seconds,
+        "history": history.to_dict(),
+        "approximation": _report(approx),
+    }
+
+
+def _recovered(float_top1: float, before: float, after: float) -> float | None:
+    lost = float_top1 - before
+    return (after - before) / lost if lost > 0 else None
+
+
+def render_finetune(record: dict) -> str:
+    rec = record["recovered_fraction"]
+    rec_text = f", recovered {rec:.0%} of the loss" if rec is not None else ""
+    return (
+        f"fine-tuned {record['model']} in {record['seconds']:.1f} s\n"
+        f"float {record['float_top1']:.2%}  approximate before {record['before_top1']:.2%}  "
+        f"after {record['after_top1']:.2%}{rec_text}\ncheckpoint: {record['checkpoint']}"
+    )
+
+
+def run_multipliers_list(width: int = 8, signed: bool = False) -> dict:
+    return {"width": width, "signed": signed, "multipliers": catalogue(width, signed)}
+
+
+def render_multipliers_list(record: dict) -> str:
+    head = f"{'spec':<20}{'ER %':>8}{'MRED %':>9}{'NMED %':>9}{'WCE':>8}{'WCRE %':>9}{'bias':>10}{'rank':>6}"
+    lines = [head, "-" * len(head)]
+    for row in record["multipliers"]:
+        m = row["metrics"]
+        lines.append(
+            f"{row['spec']:<20}{m['er_percent']:>8.2f}{m['mred_percent']:>9.2f}{m['nmed_percent']:>9.3f}"
+            f"{m['wce']:>8}{m['wcre_percent']:>9.2f}{m['mean_error']:>10.1f}{m['rank']:>6}"
+        )
+    return "\n".join(lines)
+
+
+def run_multipliers_show(spec: str, out: Path | None = None) -> dict:
+    """Metrics of one multiplier and, with `out`, its error heatmap and histogram as PNG."""
+    m = get_multiplier(spec)
+    record = {"spec": spec, **m.describe(), "metrics": m.metrics().to_dict(), "plots": {}}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
+        record["plots"] = {
+            "heatmap": str(plot_error_heatmap(m, out / f"{stem}_error_heatmap.png")),
+            "histogram": str(plot_error_histogram(m, out / f"{stem}_error_histogram.png")),
+        }
+    return record
+
+
+def render_multipliers_show(record: dict) -> str:
+    lines = [f"{record['spec']}  ({record['name']}, content {record['content_hash'][:12]})"]
+    lines += [f"  {k:<14} {v}" for k, v in record["metrics"].items()]
+    lines += [f"  plot: {p}" for p in record["plots"].values()]
+    return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""Low-rank exact backend: a product-table layer as a few float32 convs/matmuls of looked-up operands.
+
+With the decomposition of `axdnn.kernels.factor` (D*T = const + row + col + sum of atoms
+scale * u[a] * v[b], |u|, |v| <= 128), a layer is
+
+    D * out = K*const + sum_k row[a_k] + sum_k col[b_k] + sum_i scale_i * conv(u_i[x], v_i[w]).
+
+Exactness bound: float32 represents every integer up to 2^24, and every product u*v is an integer of
+magnitude <= bound(atom) <= 2^14. When the atoms and input channels summed by one float32 call
+satisfy sum(bound) * (products per atom) <= 2^24, every partial sum in *any* summation order is an
+integer <= 2^24, hence exact, and so is the result (the same holds for TF32/bf16 inputs, which hold
+|u|, |v| <= 128 exactly). The planner packs atoms of equal scale into one call while that holds and
+splits input channels otherwise; row/col/const parts are summed in int64. Transform-based
+convolution (Winograd/FFT, e.g. NNPACK or some cuDNN algorithms) would break this, so on CPU
+NNPACK is disabled around the call and on CUDA the conv runs as unfold + GEMM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from axdnn.errors import ConfigError
+from axdnn.kernels.factor import TableFactors, factorize
+from axdnn.kernels.geometry import ConvGeometry
+
+EXACT_F32 = 1 << 24
+# Elements of im2col columns materialised at once by the GEMM conv path.
+GEMM_CHUNK = 1 << 25
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One float32 call: atoms (indices, equal scale) over input channels [c0, c1)."""
+
+    atoms: tuple[int, ...]
+    scale: int
+    c0: int
+    c1: int
+
+
+def plan_chunks(factors: TableFactors, channels: int, area: int) -> list[Chunk] | None:
+    """Pack atoms (equal scale) and input channels so every call stays exact; None if impossible.
+
+    `channels` input channels each contribute `area` products per output (kernel area; 1 for
+    matmul, where `channels` is the reduction length).
+    """
+    by_scale: dict[int, list[int]] = {}
+    for i, atom in enumerate(factors.atoms):
+        by_scale.setdefault(atom.scale, []).append(i)
+    chunks: list[Chunk] = []
+    for scale, idx in by_scale.items():
+        pack: list[int] = []
+        load = 0
+        for i in sorted(idx, key=lambda i: factors.atoms[i].bound):
+            need = factors.atoms[i].bound * area * channels
+            if need > EXACT_F32:
+                per = EXACT_F32 // max(1, factors.atoms[i].bound * area)
+                if per == 0:
+                    return None
+                chunks.extend(
+                    Chunk((i,), scale, c, min(channels, c + per)) for c in range(0, channels, per)
+                )
+                continue
+            if load + need > EXACT_F32:
+                chunks.append(Chunk(tuple(pack), scale, 0, channels))
+                pack, load = [], 0
+            pack.append(i)
+            load += need
+        if pack:
+            chunks.append(Chunk(tuple(pack), scale, 0, channels))
+    return chunks
+
+
+def factors_for(table: torch.Tensor) -> TableFactors:
+    """The table's decomposition, or a ConfigError naming why this backend cannot run it."""
+    factors = factorize(table)
+    if factors is None:
+        raise ConfigError(
+            f"kernel backend 'lowrank' cannot run a {tuple(table.shape)} table: it has no exact "
+            "integer decomposition of rank <= factor.MAX_RANK; use backend 'auto' or a gather one"
+        )
+    return factors
+
+
+def call_count(table: torch.Tensor, channels: int, area: int) -> int | None:
+    """Number of float32 calls a layer needs (for the dispatcher's cost), or None if unsupported."""
+    factors = factorize(table)
+    if factors is None:
+        return None
+    chunks = plan_chunks(factors, channels, area)
+    if chunks is None:
+        return None
+    return sum(len(c.atoms) * (c.c1 - c.c0) for c in chunks) // max(1, channels)
+
+
+def _luts(factors: TableFactors, atoms: tuple[int, ...], device: torch.device):
+    u = np.stack([factors.atoms[i].u for i in atoms]).astype(np.float32)
+    v = np.stack([factors.atoms[i].v for i in atoms]).astype(np.float32)
+    return torch.from_numpy(u).to(device), torch.from_numpy(v).to(device)
+
+
+def _box_sum(x: torch.Tensor, geom: ConvGeometry, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Sum of an (already padded) int64 map over each receptive field (stride, dilation)."""
+    (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
+    ho, wo = out_hw
+    total = torch.zeros(*x.shape[:-2], ho, wo, dtype=torch.int64, device=x.device)
+    for i in range(kh):
+        for j in range(kw):
+            total += x[..., i * dh : i * dh + sh * (ho - 1) + 1 : sh,
+                       j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+    return total
+
+
+def _float_conv(
+    xf: torch.Tensor, wf: torch.Tensor, geom: ConvGeometry, out_hw: tuple[int, int], impl: str
+) -> torch.Tensor:
+    """Direct (non-transform) float32 convolution of pre-padded input; exact under the bound."""
+    if impl == "conv":
+        with torch.backends.nnpack.flags(enabled=False):
+            return F.conv2d(xf, wf, stride=geom.stride, dilation=geom.dilation, groups=geom.groups)
+    n = xf.shape[0]
+    g = geom.groups
+    o = wf.shape[0]
+    w2 = wf.reshape(g, o // g, -1)
+    per_image = wf.shape[1] * g * geom.kernel[0] * geom.kernel[1] * out_hw[0] * out_hw[1]
+    step = max(1, GEMM_CHUNK // max(1, per_image))
+    outs = []
+    for s in range(0, n, step):
+        cols = F.unfold(xf[s : s + step], geom.kernel, dilation=geom.dilation, stride=geom.stride)
+        cols = cols.reshape(cols.shape[0], g, -1, cols.shape[-1])
+        outs.append(torch.matmul(w2, cols).reshape(cols.shape[0], o, *out_hw))
+    return torch.cat(outs)
+
+
+def conv2d(
+    x_idx: torch.Tensor,
+    w_idx: torch.Tensor,
+    table: torch.Tensor,
+    geom: ConvGeometry,
+    pad_index: int = 0,
+    *,
+    conv_impl: str = "auto",
+) -> torch.Tensor:
+    """Exact int64 table convolution (see kernels.reference.conv2d) via float32 convs.
+
+    `conv_impl`: 'conv' (F.conv2d, CPU default) or 'gemm' (unfold + matmul, CUDA default).
+    """
+    factors = factors_for(table)
+    device = x_idx.device
+    impl = conv_impl if conv_impl != "auto" else ("gemm" if device.type == "cuda" else "conv")
+    n, c, _, _ = x_idx.shape
+    o = w_idx.shape[0]
+    g = geom.groups
+    cg, og = c // g, o // g
+    kh, kw = geom.kernel
+    ph, pw = geom.padding
+    out_hw = geom.output_size(x_idx.shape[-2:])
+    chunks = plan_chunks(factors, cg, kh * kw)
+    if chunks is None:
+        raise ConfigError(f"kernel backend 'lowrank' cannot keep a {kh}x{kw} kernel exact")
+    xp = F.pad(x_idx.long(), (pw, pw, ph, ph), value=int(pad_index))
+    w = w_idx.long()
+    hp, wp = xp.shape[-2:]
+    out = torch.full((n, o, *out_hw), factors.const * cg * kh * kw, dtype=torch.int64,
+                     device=device)
+    if factors.col.any():
+        col = torch.from_numpy(factors.col).to(device)
+        out += col[w].sum(dim=(1, 2, 3)).view(1, o, 1, 1)
+    if factors.row.any():
+        row = torch.from_numpy(factors.row).to(device)
+        rsum = row[xp].view(n, g, cg, hp, wp).sum(dim=2)
+        out += _box_sum(rsum, geom, out_hw).repeat_interleave(og, dim=1)
+    xg = xp.view(n, g, cg, hp, wp)
+    wg = w.view(g, og, cg, kh, kw)
+    for chunk in chunks:
+        lut_u, lut_v = _luts(factors, chunk.atoms, device)
+        na, cc = len(chunk.atoms), chunk.c1 - chunk.c0
+        xf = lut_u[:, xg[:, :, chunk.c0 : chunk.c1]]  # (na, n, g, cc, hp, wp)
+        xf = xf.permute(1, 2, 0, 3, 4, 5).reshape(n, g * na * cc, hp, wp)
+        wf = lut_v[:, wg[:, :, chunk.c0 : chunk.c1]]  # (na, g, og, cc, kh, kw)
+        wf = wf.permute(1, 2, 0, 3, 4, 5).reshape(o, na * cc, kh, kw)
+        res = _float_conv(xf, wf, geom, out_hw, impl)
+        out.add_(res.to(torch.int64), alpha=chunk.scale)
+    if factors.denominator != 1:
+        out = torch.div(out, factors.denominator, rounding_mode="floor")
+    return out
+
+
+def matmul(a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Exact int64 batched table matmul (see kernels.reference.matmul) via float32 matmuls."""
+    factors = factors_for(table)
+    device = a_idx.device
+    k = a_idx.shape[-1]
+    chunks = plan_chunks(factors, k, 1)
+    if chunks is None:
+        raise ConfigError("kernel backend 'lowrank' cannot keep this matmul exact")
+    a, b = a_idx.long(), b_idx.long()
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    out = torch.full((*batch, a.shape[-2], b.shape[-1]), factors.const * k, dtype=torch.int64,
+                     device=device)
+    if factors.row.any():
+        out += torch.from_numpy(factors.row).to(device)[a].sum(dim=-1, keepdim=True)
+    if factors.col.any():
+        out += torch.from_numpy(factors.col).to(device)[b].sum(dim=-2, keepdim=True)
+    for chunk in chunks:
+        lut_u, lut_v = _luts(factors, chunk.atoms, device)
+        na, kk = len(chunk.atoms), chunk.c1 - chunk.c0
+        af = lut_u[:, a[..., chunk.c0 : chunk.c1]]  # (na, ..., m, kk)
+        af = af.movedim(0, -2).reshape(*a.shape[:-1], na * kk)
+        bf = lut_v[:, b[..., chunk.c0 : chunk.c1, :]]  # (na, ..., kk, n)
+        bf = bf.movedim(0, -3).reshape(*b.shape[:-2], na * kk, b.shape[-1])
+        out.add_(torch.matmul(af, bf).to(torch.int64), alpha=chunk.scale)
+    if factors.denominator != 1:
+        out = torch.div(out, factors.denominator, rounding_mode="floor")
+    return out
+
+
+def linear(a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Exact int64 out[m, o] = sum_k table[a[m, k], b[o, k]] via float32 matmuls."""
+    return matmul(a_idx, b_idx.transpose(0, 1), table)
