@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: AxErrors become a one-paragraph message and exit status 2, no traceback."""
     try:
         app(args=argv, prog_name="axdnn")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except AxError as err:
         typer.echo(f"axdnn: error: {err}", err=True)
         return 2

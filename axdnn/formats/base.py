@@ -98,10 +98,12 @@ class Options:
         )
 
     def get(self, key: str) -> str | None:
+        """The raw value of option `key` (None when absent); marks the key as accepted."""
         self._known.append(key)
         return self._items.pop(key, None)
 
     def get_int(self, key: str, default: int) -> int:
+        """Option `key` as an int."""
         raw = self.get(key)
         if raw is None:
             return default
@@ -111,6 +113,7 @@ class Options:
             raise self._fail(key, raw, "an integer") from None
 
     def get_float(self, key: str, default: float | None) -> float | None:
+        """Option `key` as a float."""
         raw = self.get(key)
         if raw is None:
             return default
@@ -120,6 +123,7 @@ class Options:
             raise self._fail(key, raw, "a number") from None
 
     def get_bool(self, key: str, default: bool) -> bool:
+        """Option `key` as a bool (on/off, true/false, yes/no, 1/0)."""
         raw = self.get(key)
         if raw is None:
             return default
@@ -130,10 +134,12 @@ class Options:
         raise self._fail(key, raw, "on/off (also true/false, yes/no, 1/0)")
 
     def get_str(self, key: str, default: str | None) -> str | None:
+        """Option `key` as a string."""
         raw = self.get(key)
         return default if raw is None else raw
 
     def finish(self) -> None:
+        """Raise a FormatError naming every option no getter asked for."""
         if self._items:
             bad = ", ".join(sorted(self._items))
             known = ", ".join(self._known) or "none"

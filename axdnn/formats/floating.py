@@ -7,6 +7,7 @@ casts for nearest-even rounding. `fp32` is the identity."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,7 +17,6 @@ from torch import Tensor
 from axdnn.errors import FormatError
 from axdnn.formats.base import Format, Options, register_format, with_options
 from axdnn.formats.rounding import (
-    ROUNDING_MODES,
     canonical_rounding,
     make_generator,
     round_to_integer,
@@ -32,22 +32,7 @@ _ALIASES = {
 }
 
 
-def _pow2(k: Tensor) -> Tensor:
-    """2^k as float64, built from the bit pattern (exact), for int64 k in [-1022, 1023]."""
-    return torch.bitwise_left_shift(k + 1023, 52).view(torch.float64)
-
-
-def ldexp64(x: Tensor, k: Tensor) -> Tensor:
-    """x * 2^k for float64 x and int64 k, exact whenever the result is representable
-    (two multiplications so that |k| up to 2044 works without overflowing the power)."""
-    k = torch.clamp(k, -2044, 2046)
-    k1 = torch.div(k, 2, rounding_mode="floor")
-    return x * _pow2(k1) * _pow2(k - k1)
-
-
-def binade(x: Tensor) -> Tensor:
-    """floor(log2|x|) as int64 for finite nonzero float64 x (-1 for zero)."""
-    return torch.frexp(x)[1].to(torch.int64) - 1
+_BITS = {torch.float32: (torch.int32, 23), torch.float64: (torch.int64, 52)}
 
 
 @dataclass(frozen=True)
@@ -178,34 +163,50 @@ class FloatFormat(Format):
             return torch.full_like(x, float("nan"))
         return torch.where(torch.isnan(x), x, torch.full_like(x, self.max_value).copysign(x))
 
-    def _truncate(self, y: Tensor) -> Tensor:
-        """Zero the `trunc` least-significant stored mantissa bits of finite values in `y`."""
-        finite = torch.isfinite(y)
-        yf = torch.where(finite, y, torch.zeros_like(y))
-        pe = torch.clamp_min(binade(yf), self.emin)
-        shift = self.man_bits - self.trunc
-        t = ldexp64(torch.trunc(ldexp64(yf, shift - pe)), pe - shift)
-        return torch.where(finite, t, y)
+    def _to_grid(self, xf: Tensor, m: int, to_int: Callable[[Tensor], Tensor]) -> Tensor:
+        """Round finite float32/float64 `xf` to `m` mantissa bits with exponents floored at emin:
+        the significand, scaled to an integer range by exact power-of-two products, is rounded by
+        `to_int`; the exponent is put back by integer addition to the float's exponent field."""
+        ity, shift = _BITS[xf.dtype]
+        frac, exp = torch.frexp(xf)  # xf = frac * 2^exp, |frac| in [0.5, 1)
+        normal = exp > self.emin
+        up = m - self.emin  # scale of the subnormal grid, split so each factor is representable
+        s = torch.where(
+            normal, frac * 2.0 ** (m + 1), xf * 2.0 ** (up // 2) * 2.0 ** (up - up // 2)
+        )
+        r = to_int(s)
+        yn = ((r * 2.0 ** -(m + 1)).view(ity) + (exp.to(ity) << shift)).view(xf.dtype)
+        ys = r * 2.0 ** (-up // 2) * 2.0 ** (-up - (-up // 2))
+        return torch.where(normal, yn, ys)
 
-    def round_float64(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Round a float64 tensor to this format exactly; returns float64 (no gradient)."""
-        x = x.detach().to(torch.float64)
-        m = self.man_bits
+    def work_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """float32 when the input and the whole format fit in it exactly, else float64."""
+        small = dtype in (torch.float32, torch.float16, torch.bfloat16)
+        fits = self.man_bits <= 23 and self.emax <= 127 and self.emin - self.man_bits >= -149
+        return torch.float32 if small and fits else torch.float64
+
+    def round_values(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Round `x` to this format exactly (no gradient); the result is in `work_dtype`."""
+        x = x.detach().to(self.work_dtype(x.dtype))
         finite = torch.isfinite(x)
         xf = torch.where(finite, x, torch.zeros_like(x))
         if not self.subnormals:  # flush to zero: every |x| below the smallest normal becomes +-0
             xf = torch.where(xf.abs() < self.min_normal, xf * 0.0, xf)
-        pe = torch.clamp_min(binade(xf), self.emin)
         if self.rounding == "stochastic" and generator is None:
             generator = make_generator(self.seed, x.device)
-        r = round_to_integer(ldexp64(xf, m - pe), self.rounding, generator)
-        y = ldexp64(r, pe - m)
+        y = self._to_grid(
+            xf, self.man_bits, lambda s: round_to_integer(s, self.rounding, generator)
+        )
         y = torch.where(y.abs() > self.max_value, self._overflowed(y), y)
         y = torch.where(finite, y, self._nonfinite(x))
-        return self._truncate(y) if self.trunc else y
+        if self.trunc:  # zero the `trunc` mantissa LSBs of every finite value: round toward zero
+            yf = torch.where(torch.isfinite(y), y, torch.zeros_like(y))
+            t = self._to_grid(yf, self.man_bits - self.trunc, torch.trunc)
+            y = torch.where(torch.isfinite(y), t, y)
+        return y
 
     def _quantize(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        q = self.round_float64(x, generator).to(x.dtype)
+        q = self.round_values(x, generator).to(x.dtype)
         return clipped_straight_through(x, q, -self.max_value, self.max_value)
 
 
@@ -279,6 +280,3 @@ def _build_fp32(match: re.Match[str], arg: str | None, opts: Options) -> Format:
         raise opts.bad_arg(arg, "no argument after fp32")
     opts.finish()
     return Identity()
-
-
-__all__ = ["FloatFormat", "Identity", "ROUNDING_MODES", "ldexp64", "binade"]

@@ -68,7 +68,7 @@ class PACT(nn.Module):
         return PactFormat(self.bits, float(self.alpha.detach().clamp_min(MIN_ALPHA)))
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, alpha={float(self.alpha):.4g}"
+        return f"bits={self.bits}, alpha={float(self.alpha.detach()):.4g}"
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def round_to_integer(s: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
-    """Round every element of float64 tensor `s` to an integer (as float64) in `mode`.
+    """Round every element of float tensor `s` to an integer (same dtype) in `mode`.
 
     All modes are exact (no intermediate rounding); stochastic rounding goes up with probability
     equal to the fractional part, so it is unbiased: E[round(s)] = s. -0.0 stays signed."""
@@ -60,6 +60,6 @@ def round_to_integer(s: Tensor, mode: str, generator: torch.Generator | None = N
         if generator is None:
             raise FormatError("stochastic rounding needs a torch.Generator; none was given")
         fl = torch.floor(s)
-        u = torch.rand(s.shape, generator=generator, dtype=torch.float64, device=s.device)
+        u = torch.rand(s.shape, generator=generator, dtype=s.dtype, device=s.device)
         return torch.copysign(fl + (u < s - fl).to(s.dtype), s)
     raise FormatError(f"rounding mode {mode!r} is unknown; expected one of {ROUNDING_MODES}")

@@ -2,6 +2,7 @@
 
 from axdnn.kernels.dispatch import (
     Backend,
+    Problem,
     choose_backend,
     list_backends,
     lut_conv2d,
@@ -14,6 +15,7 @@ from axdnn.kernels.geometry import ConvGeometry
 __all__ = [
     "Backend",
     "ConvGeometry",
+    "Problem",
     "choose_backend",
     "list_backends",
     "lut_conv2d",

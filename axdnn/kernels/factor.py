@@ -37,8 +37,10 @@ import torch
 
 # Largest common denominator accepted for the rational coefficients.
 MAX_DENOMINATOR = 1 << 12
-# Largest magnitude an atom factor may take; products then stay <= 2^14.
+# Largest magnitude of an atom factor in the centred variant (products <= 2^14) and in the raw one
+# (no offsets, so no row/col corrections; products <= 2^16, for short reductions).
 ATOM_LIMIT = 128
+RAW_LIMIT = 255
 # Tables of higher rank are left to the gather backends (more atoms than a gather costs).
 MAX_RANK = 48
 # Cached decompositions (keyed by table content).
@@ -74,6 +76,11 @@ class TableFactors:
     def atom_count(self) -> int:
         return len(self.atoms)
 
+    @property
+    def has_offsets(self) -> bool:
+        """True when the const/row/col corrections are non-zero."""
+        return bool(self.const or self.row.any() or self.col.any())
+
     def reconstruct(self) -> np.ndarray:
         """D * T rebuilt from the parts (int64): used to verify the identity."""
         out = self.const + self.row[:, None] + self.col[None, :]
@@ -90,11 +97,12 @@ def table_digest(table: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-_FACTORS: OrderedDict[str, TableFactors | None] = OrderedDict()
+_FACTORS: OrderedDict[str, tuple[TableFactors, ...]] = OrderedDict()
 
 
-def factorize(table: torch.Tensor, digest: str | None = None) -> TableFactors | None:
-    """The cheapest exact decomposition of `table` found (cached by content), or None."""
+def factorize(table: torch.Tensor, digest: str | None = None) -> tuple[TableFactors, ...]:
+    """Exact decompositions of `table` (centred first, then raw when it differs; cached by
+    content); empty when none was found."""
     key = digest or table_digest(table)
     if key in _FACTORS:
         _FACTORS.move_to_end(key)
@@ -106,67 +114,70 @@ def factorize(table: torch.Tensor, digest: str | None = None) -> TableFactors | 
     return result
 
 
-def factorize_array(t: np.ndarray) -> TableFactors | None:
+def factorize_array(t: np.ndarray) -> tuple[TableFactors, ...]:
     """Uncached `factorize` on an int64 array."""
     t = np.asarray(t, dtype=np.int64)
     anchored = t - t[:, :1] - t[:1, :] + t[0, 0]
-    rank = _numerical_rank(anchored)
-    if rank > MAX_RANK:
-        return None
-    best: TableFactors | None = None
+    best: dict[int, TableFactors] = {}
     for transpose in (False, True):
-        mat = anchored.T if transpose else anchored
-        split = _integer_split(mat, rank)
+        mat = np.ascontiguousarray(anchored.T if transpose else anchored)
+        split = _integer_split(mat)
         if split is None:
             continue
         denom, coeffs, pivots = split
-        u, v = (pivots.T, coeffs) if transpose else (coeffs, pivots.T)
         if transpose:
-            v, u = _size_reduce(v, u)
+            v, u = _size_reduce(coeffs, pivots.T)
         else:
-            u, v = _size_reduce(u, v)
-        found = _assemble(t, denom, u, v, rank)
-        if found is not None and (best is None or found.atom_count < best.atom_count):
-            best = found
-    return best
+            u, v = _size_reduce(coeffs, pivots.T)
+        for limit in (ATOM_LIMIT, RAW_LIMIT):
+            found = _assemble(t, denom, u, v, coeffs.shape[1], limit)
+            if found is not None and (limit not in best or found.atom_count < best[limit].atom_count):
+                best[limit] = found
+    variants = [best[k] for k in (ATOM_LIMIT, RAW_LIMIT) if k in best]
+    if len(variants) == 2 and not variants[0].has_offsets:
+        variants = variants[:1]
+    return tuple(variants)
 
 
-def _numerical_rank(mat: np.ndarray) -> int:
-    if not mat.any():
-        return 0
-    s = np.linalg.svd(mat.astype(np.float64), compute_uv=False)
-    return int((s > s[0] * 1e-9).sum())
-
-
-def _integer_split(mat: np.ndarray, rank: int) -> tuple[int, np.ndarray, np.ndarray] | None:
-    """(D, C, P) with D * mat == C @ P, P = `rank` pivot rows of mat, C integer; or None."""
-    rows, _ = mat.shape
-    if rank == 0:
-        return 1, np.zeros((rows, 0), np.int64), np.zeros((0, mat.shape[1]), np.int64)
-    matf = mat.astype(np.float64)
+def _pivot_rows(matf: np.ndarray) -> tuple[list[int], np.ndarray] | None:
+    """Greedy Gram-Schmidt over rows in popcount order: (pivot rows, orthonormal basis Q), or
+    None when the rank passes MAX_RANK."""
+    rows, cols = matf.shape
     order = sorted(range(rows), key=lambda a: (bin(a).count("1"), a))
-    basis: list[np.ndarray] = []
+    q = np.zeros((0, cols))
     pivots: list[int] = []
     for a in order:
-        vec = matf[a].copy()
+        vec = matf[a]
         norm = np.linalg.norm(vec)
         if norm == 0:
             continue
         for _ in range(2):
-            for q in basis:
-                vec -= q * (q @ vec)
+            vec = vec - q.T @ (q @ vec)
         rest = np.linalg.norm(vec)
         if rest > 1e-7 * norm:
-            basis.append(vec / rest)
+            if len(pivots) == MAX_RANK:
+                return None
+            q = np.vstack([q, vec / rest])
             pivots.append(a)
-            if len(pivots) == rank:
-                break
-    if len(pivots) != rank:
+    return pivots, q
+
+
+def _integer_split(mat: np.ndarray) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """(D, C, P) with D * mat == C @ P exactly, P pivot rows of mat, C integer; or None."""
+    rows = mat.shape[0]
+    matf = mat.astype(np.float64)
+    found = _pivot_rows(matf)
+    if found is None:
         return None
+    pivots, q = found
+    rank = len(pivots)
+    if rank == 0:
+        return 1, np.zeros((rows, 0), np.int64), np.zeros((0, mat.shape[1]), np.int64)
     p = mat[pivots]
-    coeffs = np.linalg.lstsq(matf[pivots].T, matf.T, rcond=None)[0].T
+    lower = matf[pivots] @ q.T  # P = L Q, so every row t = (t Q^T) L^-1 P
+    coeffs = np.linalg.solve(lower.T, (matf @ q.T).T).T
     denom = 1
-    for c in np.unique(np.round(coeffs, 9)):
+    for c in np.unique(np.round(coeffs, 6)):
         frac = Fraction(float(c)).limit_denominator(MAX_DENOMINATOR)
         denom = denom * frac.denominator // math.gcd(denom, frac.denominator)
         if denom > MAX_DENOMINATOR:
@@ -210,13 +221,14 @@ def _size_reduce(keep: np.ndarray, shrink: np.ndarray) -> tuple[np.ndarray, np.n
     return keep, shrink
 
 
-def _digits(x: np.ndarray) -> tuple[int, list[np.ndarray]]:
-    """(offset, digits) with x = offset + sum_d 256^d digits[d], each |digit| <= 128."""
-    if np.abs(x).max(initial=0) <= ATOM_LIMIT:
+def _digits(x: np.ndarray, limit: int) -> tuple[int, list[np.ndarray]]:
+    """(offset, digits) with x = offset + sum_d 256^d digits[d], each |digit| <= limit; with
+    limit >= 255 no offset is used (raw variant)."""
+    if np.abs(x).max(initial=0) <= limit:
         return 0, [x]
-    offset = int((int(x.max()) + int(x.min())) // 2)
+    offset = 0 if limit >= 255 else int((int(x.max()) + int(x.min())) // 2)
     rest = x - offset
-    if np.abs(rest).max() <= ATOM_LIMIT:
+    if np.abs(rest).max() <= limit:
         return offset, [rest]
     digits = []
     while rest.any():
@@ -227,7 +239,7 @@ def _digits(x: np.ndarray) -> tuple[int, list[np.ndarray]]:
 
 
 def _assemble(
-    t: np.ndarray, denom: int, u: np.ndarray, v: np.ndarray, rank: int
+    t: np.ndarray, denom: int, u: np.ndarray, v: np.ndarray, rank: int, limit: int
 ) -> TableFactors | None:
     const = denom * int(t[0, 0])
     row = denom * (t[:, 0] - t[0, 0])
@@ -240,8 +252,8 @@ def _assemble(
         if gu == 0 or gv == 0:
             continue
         ui, vi, scale = ui // gu, vi // gv, gu * gv
-        cu, du = _digits(ui)
-        cv, dv = _digits(vi)
+        cu, du = _digits(ui, limit)
+        cv, dv = _digits(vi, limit)
         const += scale * cu * cv
         row = row + scale * cv * (ui - cu)
         col = col + scale * cu * (vi - cv)

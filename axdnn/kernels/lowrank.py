@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from axdnn.errors import ConfigError
-from axdnn.kernels.factor import TableFactors, factorize
+from axdnn.kernels.factor import MAX_RANK, TableFactors, factorize
 from axdnn.kernels.geometry import ConvGeometry
 
 EXACT_F32 = 1 << 24
@@ -75,32 +75,64 @@ def plan_chunks(factors: TableFactors, channels: int, area: int) -> list[Chunk] 
     return chunks
 
 
-def factors_for(table: torch.Tensor) -> TableFactors:
-    """The table's decomposition, or a ConfigError naming why this backend cannot run it."""
-    factors = factorize(table)
-    if factors is None:
+@dataclass(frozen=True)
+class Plan:
+    """A chosen decomposition and its chunks for one reduction shape."""
+
+    factors: TableFactors
+    chunks: list[Chunk]
+
+    @property
+    def calls(self) -> float:
+        """Float32 work in units of one full-size conv/matmul of the layer."""
+        total = sum(len(c.atoms) * (c.c1 - c.c0) for c in self.chunks)
+        return total / max(1, self.chunks[0].c1 if self.chunks else 1)
+
+
+def plan_for(table: torch.Tensor, channels: int, area: int) -> Plan | None:
+    """The cheapest exact plan over the table's decompositions, or None when there is none."""
+    best: Plan | None = None
+    for factors in factorize(table):
+        chunks = plan_chunks(factors, channels, area)
+        if chunks is None:
+            continue
+        plan = Plan(factors, chunks)
+        work = sum(len(c.atoms) * (c.c1 - c.c0) for c in chunks)
+        best_work = None if best is None else sum(len(c.atoms) * (c.c1 - c.c0) for c in best.chunks)
+        if best_work is None or work < best_work:
+            best = plan
+    return best
+
+
+def call_count(table: torch.Tensor, channels: int, area: int) -> float | None:
+    """Float32 work of a layer in full-size conv/matmul units (dispatcher cost), or None."""
+    plan = plan_for(table, channels, area)
+    if plan is None:
+        return None
+    work = sum(len(c.atoms) * (c.c1 - c.c0) for c in plan.chunks)
+    return work / max(1, channels) + (0.3 if plan.factors.has_offsets else 0.0)
+
+
+def _plan_or_raise(table: torch.Tensor, channels: int, area: int) -> Plan:
+    plan = plan_for(table, channels, area)
+    if plan is None:
         raise ConfigError(
-            f"kernel backend 'lowrank' cannot run a {tuple(table.shape)} table: it has no exact "
-            "integer decomposition of rank <= factor.MAX_RANK; use backend 'auto' or a gather one"
+            f"kernel backend 'lowrank' cannot run this {tuple(table.shape)} table exactly: it has "
+            f"no integer decomposition of rank <= {MAX_RANK} that keeps a reduction of {channels} "
+            f"x {area} products within float32's exact range; use backend 'auto' or 'numba'"
         )
-    return factors
-
-
-def call_count(table: torch.Tensor, channels: int, area: int) -> int | None:
-    """Number of float32 calls a layer needs (for the dispatcher's cost), or None if unsupported."""
-    factors = factorize(table)
-    if factors is None:
-        return None
-    chunks = plan_chunks(factors, channels, area)
-    if chunks is None:
-        return None
-    return sum(len(c.atoms) * (c.c1 - c.c0) for c in chunks) // max(1, channels)
+    return plan
 
 
 def _luts(factors: TableFactors, atoms: tuple[int, ...], device: torch.device):
     u = np.stack([factors.atoms[i].u for i in atoms]).astype(np.float32)
     v = np.stack([factors.atoms[i].v for i in atoms]).astype(np.float32)
     return torch.from_numpy(u).to(device), torch.from_numpy(v).to(device)
+
+
+def _lookup(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """lut[idx] for a 1-D lut (index_select on the flat index is the fastest CPU gather)."""
+    return lut.index_select(0, idx.reshape(-1)).view(idx.shape)
 
 
 def _box_sum(x: torch.Tensor, geom: ConvGeometry, out_hw: tuple[int, int]) -> torch.Tensor:
@@ -136,6 +168,13 @@ def _float_conv(
     return torch.cat(outs)
 
 
+def _gather_stack(luts: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
+    """Stack lut_i[idx] for each row lut_i of `luts` along a new dimension `dim`."""
+    if luts.shape[0] == 1:
+        return _lookup(luts[0], idx).unsqueeze(dim)
+    return torch.stack([_lookup(lut, idx) for lut in luts], dim=dim)
+
+
 def conv2d(
     x_idx: torch.Tensor,
     w_idx: torch.Tensor,
@@ -149,7 +188,6 @@ def conv2d(
 
     `conv_impl`: 'conv' (F.conv2d, CPU default) or 'gemm' (unfold + matmul, CUDA default).
     """
-    factors = factors_for(table)
     device = x_idx.device
     impl = conv_impl if conv_impl != "auto" else ("gemm" if device.type == "cuda" else "conv")
     n, c, _, _ = x_idx.shape
@@ -158,33 +196,40 @@ def conv2d(
     cg, og = c // g, o // g
     kh, kw = geom.kernel
     ph, pw = geom.padding
+    red = cg * kh * kw
     out_hw = geom.output_size(x_idx.shape[-2:])
-    chunks = plan_chunks(factors, cg, kh * kw)
-    if chunks is None:
-        raise ConfigError(f"kernel backend 'lowrank' cannot keep a {kh}x{kw} kernel exact")
-    xp = F.pad(x_idx.long(), (pw, pw, ph, ph), value=int(pad_index))
-    w = w_idx.long()
+    plan = _plan_or_raise(table, cg, kh * kw)
+    factors = plan.factors
+    xp = F.pad(x_idx.to(torch.int32), (pw, pw, ph, ph), value=int(pad_index))
     hp, wp = xp.shape[-2:]
-    out = torch.full((n, o, *out_hw), factors.const * cg * kh * kw, dtype=torch.int64,
-                     device=device)
+    xg = xp.view(n, g, cg, hp, wp)
+    wg = w_idx.to(torch.int32).view(g, og, cg, kh, kw)
+    # Offsets: const*K and the per-output-channel col sums form a bias; row sums a map per group.
+    bias = torch.full((o,), factors.const * red, dtype=torch.int64, device=device)
     if factors.col.any():
         col = torch.from_numpy(factors.col).to(device)
-        out += col[w].sum(dim=(1, 2, 3)).view(1, o, 1, 1)
+        bias += _lookup(col, wg).view(o, -1).sum(dim=1)
+    row_map = None
     if factors.row.any():
         row = torch.from_numpy(factors.row).to(device)
-        rsum = row[xp].view(n, g, cg, hp, wp).sum(dim=2)
-        out += _box_sum(rsum, geom, out_hw).repeat_interleave(og, dim=1)
-    xg = xp.view(n, g, cg, hp, wp)
-    wg = w.view(g, og, cg, kh, kw)
-    for chunk in chunks:
+        row_map = _box_sum(_lookup(row, xg).sum(dim=2), geom, out_hw)  # (n, g, ho, wo)
+    out: torch.Tensor | None = None
+    for chunk in plan.chunks:
         lut_u, lut_v = _luts(factors, chunk.atoms, device)
         na, cc = len(chunk.atoms), chunk.c1 - chunk.c0
-        xf = lut_u[:, xg[:, :, chunk.c0 : chunk.c1]]  # (na, n, g, cc, hp, wp)
-        xf = xf.permute(1, 2, 0, 3, 4, 5).reshape(n, g * na * cc, hp, wp)
-        wf = lut_v[:, wg[:, :, chunk.c0 : chunk.c1]]  # (na, g, og, cc, kh, kw)
-        wf = wf.permute(1, 2, 0, 3, 4, 5).reshape(o, na * cc, kh, kw)
-        res = _float_conv(xf, wf, geom, out_hw, impl)
-        out.add_(res.to(torch.int64), alpha=chunk.scale)
+        xsel = xg if cc == cg else xg[:, :, chunk.c0 : chunk.c1]
+        wsel = wg if cc == cg else wg[:, :, chunk.c0 : chunk.c1]
+        xf = _gather_stack(lut_u, xsel, 2).view(n, g * na * cc, hp, wp)
+        wf = _gather_stack(lut_v, wsel, 2).view(o, na * cc, kh, kw)
+        res = _float_conv(xf, wf, geom, out_hw, impl).to(torch.int64)
+        if chunk.scale != 1:
+            res *= chunk.scale
+        out = res if out is None else out.add_(res)
+    if out is None:
+        out = torch.zeros((n, o, *out_hw), dtype=torch.int64, device=device)
+    out += bias.view(1, o, 1, 1)
+    if row_map is not None:
+        out.view(n, g, og, *out_hw).add_(row_map.unsqueeze(2))
     if factors.denominator != 1:
         out = torch.div(out, factors.denominator, rounding_mode="floor")
     return out
@@ -192,27 +237,25 @@ def conv2d(
 
 def matmul(a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Exact int64 batched table matmul (see kernels.reference.matmul) via float32 matmuls."""
-    factors = factors_for(table)
     device = a_idx.device
     k = a_idx.shape[-1]
-    chunks = plan_chunks(factors, k, 1)
-    if chunks is None:
-        raise ConfigError("kernel backend 'lowrank' cannot keep this matmul exact")
-    a, b = a_idx.long(), b_idx.long()
+    plan = _plan_or_raise(table, k, 1)
+    factors, chunks = plan.factors, plan.chunks
+    a, b = a_idx.to(torch.int32), b_idx.to(torch.int32)
     batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     out = torch.full((*batch, a.shape[-2], b.shape[-1]), factors.const * k, dtype=torch.int64,
                      device=device)
     if factors.row.any():
-        out += torch.from_numpy(factors.row).to(device)[a].sum(dim=-1, keepdim=True)
+        out += _lookup(torch.from_numpy(factors.row).to(device), a).sum(dim=-1, keepdim=True)
     if factors.col.any():
-        out += torch.from_numpy(factors.col).to(device)[b].sum(dim=-2, keepdim=True)
+        out += _lookup(torch.from_numpy(factors.col).to(device), b).sum(dim=-2, keepdim=True)
     for chunk in chunks:
         lut_u, lut_v = _luts(factors, chunk.atoms, device)
         na, kk = len(chunk.atoms), chunk.c1 - chunk.c0
-        af = lut_u[:, a[..., chunk.c0 : chunk.c1]]  # (na, ..., m, kk)
-        af = af.movedim(0, -2).reshape(*a.shape[:-1], na * kk)
-        bf = lut_v[:, b[..., chunk.c0 : chunk.c1, :]]  # (na, ..., kk, n)
-        bf = bf.movedim(0, -3).reshape(*b.shape[:-2], na * kk, b.shape[-1])
+        af = _gather_stack(lut_u, a[..., chunk.c0 : chunk.c1], -2)  # (..., m, na, kk)
+        af = af.reshape(*a.shape[:-1], na * kk)
+        bf = _gather_stack(lut_v, b[..., chunk.c0 : chunk.c1, :], -3)  # (..., na, kk, n)
+        bf = bf.reshape(*b.shape[:-2], na * kk, b.shape[-1])
         out.add_(torch.matmul(af, bf).to(torch.int64), alpha=chunk.scale)
     if factors.denominator != 1:
         out = torch.div(out, factors.denominator, rounding_mode="floor")

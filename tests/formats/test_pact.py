@@ -10,9 +10,9 @@ from axdnn.formats import PACT, PactFormat, pact, parse_format
 
 
 def ref_pact(x: float, alpha: float, k: int) -> float:
-    n = 2**k - 1
+    step = alpha / (2**k - 1)
     y = min(max(x, 0.0), alpha)
-    return round(y * n / alpha) * alpha / n
+    return round(y / step) * step
 
 
 @settings(max_examples=50, deadline=None)
@@ -54,7 +54,9 @@ def test_module_learns_alpha_and_exposes_format() -> None:
     opt.step()
     assert act.alpha.item() > 1.0
     fmt = act.format
-    assert isinstance(fmt, PactFormat) and fmt.k == 4 and fmt.alpha == pytest.approx(act.alpha.item())
+    assert (
+        isinstance(fmt, PactFormat) and fmt.k == 4 and fmt.alpha == pytest.approx(act.alpha.item())
+    )
     assert torch.equal(fmt.quantize(x), act(x).detach())
     assert "bits=4" in repr(act)
     assert parse_format("pact:4,alpha=2").module().alpha.item() == 2.0

@@ -35,7 +35,11 @@ CASES = [
     ("float:e4m3fn", FloatFormat(4, 3, fn=True), 8),
     ("fp8_e5m2", FloatFormat(5, 2), 8),
     ("float:e8m23,trunc=13", FloatFormat(8, 23, trunc=13), 19),
-    ("float:e5m2,bias=14,subnormals=off,round=rtz", FloatFormat(5, 2, 14, False, False, "toward_zero"), 8),
+    (
+        "float:e5m2,bias=14,subnormals=off,round=rtz",
+        FloatFormat(5, 2, 14, False, False, "toward_zero"),
+        8,
+    ),
     ("fp8_e4m3,overflow=nan", FloatFormat(4, 3, fn=True, overflow="nan"), 8),
     ("fpec:8.4,c=2", Fpec(8, 4, 2), 16),
     ("fpec:u6.2,c=1,skip=0.25", Fpec(6, 2, 1, 0.25, signed=False), 11),

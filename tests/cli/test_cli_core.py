@@ -1,0 +1,131 @@
+"""End-to-end tests of the foundation commands: demo, train, evaluate, cost."""
+
+import json
+
+import pytest
+import torch
+from cli_support import assert_clean_error, run_cli, run_json
+
+
+def test_demo_trains_evaluates_and_costs(capsys, tmp_path):
+    record = run_json(capsys, "demo", "--out", str(tmp_path / "demo"), "-q")
+    assert record["evaluate"]["top1"] >= 0.97
+    assert record["cost"]["cost"]["layers"]
+    for path in record["files"].values():
+        assert (tmp_path / "demo").exists() and json.dumps(path)
+    assert (tmp_path / "demo" / "digits_cnn.pt").is_file()
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo2"), "-q")
+    assert code == 0 and "test top-1" in out and "total" in out
+
+
+def test_train_writes_a_checkpoint_that_evaluate_reads(capsys, digits_checkpoint):
+    record = run_json(capsys, "evaluate", "--checkpoint", str(digits_checkpoint), "-q")
+    assert record["samples"] == 359
+    assert 0.5 < record["top1"] <= record["top5"] <= 1.0
+    confusion = torch.tensor(record["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 359
+    assert record["top1"] == pytest.approx(confusion.diagonal().sum().item() / 359)
+    assert len(record["per_class_accuracy"]) == 10
+
+
+def test_train_is_deterministic(capsys, tmp_path):
+    args = ["train", "--model", "digits_cnn", "--epochs", "1", "-q", "--json"]
+    a = run_json(capsys, *args[:-1], "--out", str(tmp_path / "a.pt"))
+    b = run_json(capsys, *args[:-1], "--out", str(tmp_path / "b.pt"))
+    assert a["test"] == b["test"]
+    sa = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_cost_of_a_checkpoint_and_of_a_zoo_model(capsys, digits_checkpoint):
+    record = run_json(capsys, "cost", "--checkpoint", str(digits_checkpoint))
+    assert record["cost"]["layers"][0]["macs"] > 0
+    record = run_json(capsys, "cost", "--model", "resnet20", "--input", "3x32x32")
+    total = sum(layer["macs"] for layer in record["cost"]["layers"])
+    assert abs(total - 40.6e6) / 40.6e6 < 0.02
+    code, out, _ = run_cli(capsys, "cost", "--model", "lenet5", "--input", "1x28x28")
+    assert code == 0 and "total" in out
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--model", "nosuchnet", "--out", "{tmp}/x.pt", "--epochs", "1"], "nosuchnet"),
+        (
+            ["train", "--model", "digits_cnn", "--data", "nosuchdata", "--out", "{tmp}/x.pt"],
+            "nosuchdata",
+        ),
+        (
+            [
+                "train",
+                "--model",
+                "digits_cnn",
+                "--data",
+                "mnist:{tmp}/missing",
+                "--out",
+                "{tmp}/x.pt",
+            ],
+            "missing",
+        ),
+        (
+            [
+                "train",
+                "--model",
+                "vgg16",
+                "--data",
+                "digits:1x8x8",
+                "--out",
+                "{tmp}/x.pt",
+                "--epochs",
+                "1",
+            ],
+            "cannot take inputs",
+        ),
+        (["evaluate", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
+        (["evaluate", "--checkpoint", "{corrupt}"], "corrupt"),
+        (["evaluate", "--checkpoint", "{ck}", "--data", "nosuchdata"], "nosuchdata"),
+        (
+            ["evaluate", "--checkpoint", "{ck}", "--data", "digits:3x32x32"],
+            "expects inputs of shape 1x8x8",
+        ),
+        (["cost", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
+        (["cost", "--checkpoint", "{corrupt}"], "corrupt"),
+        (["cost", "--model", "nosuchnet", "--input", "3x32x32"], "nosuchnet"),
+        (["cost", "--model", "resnet20", "--input", "3by32"], "bad input shape"),
+        (["cost", "--model", "vgg16", "--input", "3x4x4"], "(3, 4, 4)"),
+        (
+            [
+                "cost",
+                "--model",
+                "resnet20",
+                "--input",
+                "3x32x32",
+                "--energy-table",
+                "{tmp}/missing.yaml",
+            ],
+            "missing.yaml",
+        ),
+    ],
+)
+def test_bad_input_gives_one_paragraph_and_no_traceback(
+    capsys, tmp_path, digits_checkpoint, corrupt_file, args, needle
+):
+    filled = [a.format(tmp=tmp_path, ck=digits_checkpoint, corrupt=corrupt_file) for a in args]
+    assert_clean_error(
+        run_cli(capsys, *filled, "-q")
+        if filled[0] in ("train", "evaluate")
+        else run_cli(capsys, *filled),
+        needle,
+    )
+
+
+def test_checkpoint_with_wrong_shapes_is_a_clear_error(capsys, tmp_path, digits_checkpoint):
+    payload = torch.load(digits_checkpoint, weights_only=True)
+    payload["model_kwargs"]["num_classes"] = 7
+    bad = tmp_path / "wrong.pt"
+    torch.save(payload, bad)
+    assert_clean_error(run_cli(capsys, "evaluate", "--checkpoint", str(bad), "-q"), "do not fit")
+    payload["model"] = "nosuchnet"
+    torch.save(payload, bad)
+    assert_clean_error(run_cli(capsys, "evaluate", "--checkpoint", str(bad), "-q"), "nosuchnet")

@@ -1,0 +1,224 @@
+"""Every kernel backend is bit-identical to kernels.reference: random, structured, signed-style and
+EvoApprox tables; random shapes, strides, paddings, dilations, groups and pad indices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kernels_tables import (
+    column_truncation,
+    drum,
+    evoapprox_tables,
+    exact,
+    mitchell,
+    operand_truncation,
+    random_low_rank,
+    random_table,
+)
+
+from axdnn.errors import ConfigError, ShapeError
+from axdnn.kernels import (
+    ConvGeometry,
+    choose_backend,
+    gather_cpu,
+    list_backends,
+    lowrank,
+    lut_conv2d,
+    lut_linear,
+    lut_matmul,
+    reference,
+)
+from axdnn.kernels.factor import factorize
+
+EVO = evoapprox_tables()
+GATHER_BACKENDS = ["torch"] + (["numba"] if gather_cpu.available() else [])
+
+
+def table_strategy():
+    """(table, description) of any 2^n x 2^m shape, n, m in 2..8, structured or random."""
+    bits = st.integers(2, 8)
+    return st.one_of(
+        st.builds(lambda n, m, s: random_table(n, m, s), bits, bits, st.integers(0, 10**6)),
+        st.builds(lambda n, m, r, s: random_low_rank(n, m, r, s), bits, bits,
+                  st.integers(0, 4), st.integers(0, 10**6)),
+        st.builds(lambda n, m, sg: exact(n, m, sg), bits, bits, st.booleans()),
+        st.sampled_from([drum(4), column_truncation(8), operand_truncation(3)]),
+    )
+
+
+@st.composite
+def conv_case(draw, table=None):
+    table = draw(table_strategy()) if table is None else table
+    groups = draw(st.sampled_from([1, 2, 3]))
+    depthwise = draw(st.booleans())
+    cg = 1 if depthwise else draw(st.integers(1, 3))
+    og = 1 if depthwise else draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    geom = ConvGeometry.of(
+        (kh, kw),
+        stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+        padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+        dilation=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+        groups=groups,
+    )
+    h = draw(st.integers(geom.dilation[0] * (kh - 1) + 1, 7))
+    w = draw(st.integers(geom.dilation[1] * (kw - 1) + 1, 7))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    x = torch.randint(0, table.shape[0], (draw(st.integers(1, 3)), cg * groups, h, w),
+                      generator=gen)
+    wt = torch.randint(0, table.shape[1], (og * groups, cg, kh, kw), generator=gen)
+    pad_index = draw(st.integers(0, table.shape[0] - 1))
+    return x, wt, table, geom, pad_index
+
+
+def _backends_for(table: torch.Tensor) -> list[str]:
+    return GATHER_BACKENDS + (["lowrank"] if factorize(table) else []) + ["auto"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_case())
+def test_conv_backends_match_reference(case):
+    x, w, table, geom, pad_index = case
+    want = reference.conv2d(x, w, table, geom, pad_index)
+    for name in _backends_for(table):
+        got = lut_conv2d(x, w, table, geom, pad_index=pad_index, backend=name)
+        assert got.dtype == torch.int64
+        assert torch.equal(got, want), name
+
+
+@settings(max_examples=10, deadline=None)
+@given(conv_case(table=exact(8, 8)))
+def test_lowrank_gemm_conv_path_matches_reference(case):
+    """The unfold + GEMM path (CUDA's default) is exact too; checked here on CPU."""
+    x, w, table, geom, pad_index = case
+    got = lowrank.conv2d(x, w, table, geom, pad_index, conv_impl="gemm")
+    assert torch.equal(got, reference.conv2d(x, w, table, geom, pad_index))
+
+
+@settings(max_examples=30, deadline=None)
+@given(table_strategy(), st.integers(1, 5), st.integers(1, 40), st.integers(1, 5),
+       st.sampled_from([((), ()), ((2,), ()), ((3, 1), (2,)), ((1,), (4, 1))]),
+       st.integers(0, 10**6))
+def test_matmul_backends_match_reference_with_broadcasting(table, m, k, n, batches, seed):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, table.shape[0], (*batches[0], m, k), generator=gen)
+    b = torch.randint(0, table.shape[1], (*batches[1], k, n), generator=gen)
+    want = reference.matmul(a, b, table)
+    for name in _backends_for(table):
+        assert torch.equal(lut_matmul(a, b, table, backend=name), want), name
+    if not batches[0] and not batches[1]:
+        bt = b.T.contiguous()
+        for name in _backends_for(table):
+            assert torch.equal(lut_linear(a, bt, table, backend=name), want), name
+
+
+@pytest.mark.parametrize("rows,k,cols", [(300, 70, 40), (20, 64, 300), (3, 2000, 5)])
+def test_gather_matmul_orientations_and_long_reductions(rows, k, cols):
+    """Slab over either operand, the direct loop, and int32 block overflow are all exact."""
+    table = random_table(8, 8, 7, lo=0, hi=1 << 20)
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 256, (rows, k), generator=gen)
+    b = torch.randint(0, 256, (k, cols), generator=gen)
+    want = reference.matmul(a, b, table)
+    for name in GATHER_BACKENDS:
+        assert torch.equal(lut_matmul(a, b, table, backend=name), want), name
+
+
+def test_lowrank_splits_long_reductions_to_stay_exact():
+    """An unsigned exact table over K = 3000 needs several float32 calls; still bit-exact."""
+    table = exact(8, 8)
+    gen = torch.Generator().manual_seed(2)
+    a = torch.full((4, 3000), 255)
+    a[1] = torch.randint(0, 256, (3000,), generator=gen)
+    b = torch.randint(0, 256, (3000, 6), generator=gen)
+    b[:, 0] = 255
+    plan = lowrank.plan_for(table, 3000, 1)
+    assert plan is not None and len(plan.chunks) > 1
+    assert torch.equal(lut_matmul(a, b, table, backend="lowrank"), reference.matmul(a, b, table))
+
+
+@pytest.mark.skipif(not EVO, reason="shared/data/evoapprox8u not present")
+@pytest.mark.parametrize("name", sorted(EVO))
+def test_every_evoapprox_table_is_exact_on_every_backend(name):
+    table = EVO[name]
+    geom = ConvGeometry.of(3, stride=1, padding=1, groups=2)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (2, 8, 5, 5), generator=gen)
+    x[0, :, 0] = 255
+    w = torch.randint(0, 256, (4, 4, 3, 3), generator=gen)
+    w[0] = 255
+    want = reference.conv2d(x, w, table, geom, 0)
+    for backend in _backends_for(table):
+        assert torch.equal(lut_conv2d(x, w, table, geom, 0, backend=backend), want), backend
+
+
+@pytest.mark.parametrize(
+    "table,max_atoms",
+    [(exact(8, 8), 1), (exact(8, 8, True), 1), (drum(4), 1), (operand_truncation(2), 1),
+     (column_truncation(8), 8), (column_truncation(4), 8), (exact(3, 5, True), 1)],
+)
+def test_structured_tables_get_small_exact_decompositions(table, max_atoms):
+    variants = factorize(table)
+    assert variants
+    for f in variants:
+        assert np.array_equal(f.reconstruct(), f.denominator * table.numpy().astype(np.int64))
+        assert all(np.abs(a.u).max() <= 255 and np.abs(a.v).max() <= 255 for a in f.atoms)
+    assert min(f.atom_count for f in variants) <= max_atoms
+
+
+def test_high_rank_tables_have_no_decomposition_and_lowrank_refuses_them():
+    table = random_table(8, 8, 11)
+    assert factorize(table) == ()
+    x = torch.randint(0, 256, (1, 2, 4, 4))
+    w = torch.randint(0, 256, (2, 2, 3, 3))
+    with pytest.raises(ConfigError, match="lowrank"):
+        lut_conv2d(x, w, table, ConvGeometry.of(3), backend="lowrank")
+
+
+def test_dispatcher_prefers_lowrank_for_low_rank_and_a_gather_for_full_rank_tables():
+    cpu = torch.device("cpu")
+    x = torch.randint(0, 256, (8, 16, 16, 16))
+    w = torch.randint(0, 256, (16, 16, 3, 3))
+    geom = ConvGeometry.of(3, padding=1)
+    from axdnn.kernels.dispatch import Problem
+
+    p = Problem("conv2d", cpu, 8 * 16 * 256 * 144, 16, 9, x.numel(), 8 * 16 * 256)
+    assert choose_backend(exact(8, 8), cpu, problem=p).name == "lowrank"
+    gather = choose_backend(random_table(8, 8, 5), cpu, problem=p).name
+    assert gather == ("numba" if gather_cpu.available() else "torch")
+    assert torch.equal(lut_conv2d(x[:1], w, mitchell(), geom),
+                       reference.conv2d(x[:1], w, mitchell(), geom))
+
+
+def test_unknown_backend_is_a_config_error_listing_the_choices():
+    with pytest.raises(ConfigError) as info:
+        lut_linear(torch.zeros(2, 3, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long),
+                   exact(4, 4), backend="fastest")
+    for name in list_backends():
+        assert name in str(info.value)
+
+
+def test_out_of_range_indices_are_rejected_before_any_kernel_runs():
+    table = exact(4, 4)
+    with pytest.raises(ShapeError, match="0..15"):
+        lut_matmul(torch.full((2, 3), 16), torch.zeros(3, 2, dtype=torch.long), table)
+    with pytest.raises(ShapeError, match="pad_index"):
+        lut_conv2d(torch.zeros(1, 1, 3, 3, dtype=torch.long),
+                   torch.zeros(1, 1, 3, 3, dtype=torch.long), table, ConvGeometry.of(3),
+                   pad_index=99)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@settings(max_examples=15, deadline=None)
+@given(conv_case())
+def test_cuda_backends_match_cpu_reference(case):
+    x, w, table, geom, pad_index = case
+    want = reference.conv2d(x, w, table, geom, pad_index)
+    xc, wc = x.cuda(), w.cuda()
+    for name in ["torch", "auto"] + (["lowrank"] if factorize(table) else []):
+        got = lut_conv2d(xc, wc, table.cuda(), geom, pad_index=pad_index, backend=name)
+        assert got.is_cuda and torch.equal(got.cpu(), want), name
