@@ -78,10 +78,10 @@ class FloatFormat(Format):
             raise FormatError(
                 f"float truncation trunc={self.trunc} is invalid; need 0 <= trunc <= m={m}"
             )
-        if self.emin - m < -1074 or self.emax > 1023 or self.emax < self.emin:
+        if self.emin < -1022 or self.emin - m < -1074 or self.emax > 1023 or self.emax < self.emin:
             raise FormatError(
                 f"float bias={self.bias} for e{e}m{m} gives exponents [{self.emin}, {self.emax}]; "
-                f"need emin - m >= -1074 and emin <= emax <= 1023 (float64 simulation range)"
+                f"need -1022 <= emin <= emax <= 1023 and emin - m >= -1074 (float64 range)"
             )
 
     # ---- geometry ---------------------------------------------------------------------------
@@ -182,7 +182,8 @@ class FloatFormat(Format):
     def work_dtype(self, dtype: torch.dtype) -> torch.dtype:
         """float32 when the input and the whole format fit in it exactly, else float64."""
         small = dtype in (torch.float32, torch.float16, torch.bfloat16)
-        fits = self.man_bits <= 23 and self.emax <= 127 and self.emin - self.man_bits >= -149
+        m, emin = self.man_bits, self.emin
+        fits = m <= 23 and self.emax <= 127 and emin >= -126 and emin - m >= -149
         return torch.float32 if small and fits else torch.float64
 
     def round_values(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

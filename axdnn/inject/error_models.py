@@ -29,13 +29,40 @@ RELATIVE = ("absolute", "std", "max_abs")
 MODEL_STREAM = 16  # first rng stream an error model may use (lower ones pick site/sample/element)
 
 
-class Draws:
-    """Per-trial random draws and region statistics for one block of faulty rows."""
+class StreamCache:
+    """Uniform streams of a whole block of trials, computed once and sliced per forward."""
 
-    def __init__(self, seed: int, trials: np.ndarray, region: torch.Tensor | None = None) -> None:
+    def __init__(self, seed: int, trials: np.ndarray) -> None:
+        self.seed = seed
+        self.trials = np.asarray(trials, dtype=np.int64)
+        self.streams: dict[int, np.ndarray] = {}
+
+    def get(self, stream: int) -> np.ndarray:
+        if stream not in self.streams:
+            self.streams[stream] = trial_uniform(self.seed, self.trials, MODEL_STREAM + stream)
+        return self.streams[stream]
+
+
+class Draws:
+    """Per-trial random draws and region statistics for the faulty rows of one forward.
+
+    With a `cache` (the block's StreamCache) and the rows' `positions` in the block, uniform
+    streams are sliced from the cache instead of hashed again; the numbers are the same.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        trials: np.ndarray,
+        region: torch.Tensor | None = None,
+        cache: StreamCache | None = None,
+        positions: np.ndarray | None = None,
+    ) -> None:
         self.seed = seed
         self.trials = np.asarray(trials, dtype=np.int64)
         self.region = region
+        self.cache = cache
+        self.positions = positions
         self._stats: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -43,7 +70,12 @@ class Draws:
 
     def uniform(self, stream: int, k: int = 1) -> torch.Tensor:
         """(n, k) float64 uniforms in [0, 1), streams `stream .. stream + k - 1`."""
-        cols = [trial_uniform(self.seed, self.trials, MODEL_STREAM + stream + j) for j in range(k)]
+        if self.cache is not None:
+            cols = [self.cache.get(stream + j)[self.positions] for j in range(k)]
+        else:
+            cols = [trial_uniform(self.seed, self.trials, MODEL_STREAM + stream + j) for j in range(k)]
+        if k == 1:
+            return torch.from_numpy(cols[0]).reshape(-1, 1)
         return torch.from_numpy(np.stack(cols, axis=1))
 
     def normal(self, m: int, stream: int) -> torch.Tensor:

@@ -64,3 +64,74 @@ def direct(a, b, table, out):  # pragma: no cover
             for k in range(k_len):
                 total += table[a[m, k], b[k, q]]
             out[m, q] = total
+
+
+@njit(parallel=True, cache=True)
+def lookup_pad(x, luts, ph, pw, pad_index, groups, c0, c1, out):  # pragma: no cover
+    """out[n, (g*na + r)*cc + c, y, x] = luts[r, xpad[n, g*cg + c0 + c, y, x]] with the border
+    of width (ph, pw) taking pad_index: the low-rank backend's operand transform in one pass."""
+    n_img, chans, h, w = x.shape
+    na = luts.shape[0]
+    cg = chans // groups
+    cc = c1 - c0
+    hp = h + 2 * ph
+    wp = w + 2 * pw
+    for task in prange(n_img * groups * cc):
+        n = task // (groups * cc)
+        g = (task // cc) % groups
+        c = task % cc
+        ch = g * cg + c0 + c
+        for r in range(na):
+            dst = (g * na + r) * cc + c
+            pv = luts[r, pad_index]
+            for y in range(hp):
+                iy = y - ph
+                if iy < 0 or iy >= h:
+                    for xx in range(wp):
+                        out[n, dst, y, xx] = pv
+                    continue
+                for xx in range(pw):
+                    out[n, dst, y, xx] = pv
+                    out[n, dst, y, wp - 1 - xx] = pv
+                for xx in range(w):
+                    out[n, dst, y, xx + pw] = luts[r, x[n, ch, iy, xx]]
+
+
+@njit(parallel=True, cache=True)
+def row_sums(x, row, ph, pw, pad_index, groups, out):  # pragma: no cover
+    """out[n, g, y, x] = sum over the group's channels of row[xpad[n, c, y, x]] (int64)."""
+    n_img, chans, h, w = x.shape
+    cg = chans // groups
+    hp = h + 2 * ph
+    wp = w + 2 * pw
+    for task in prange(n_img * groups):
+        n = task // groups
+        g = task % groups
+        pv = row[pad_index] * cg
+        for y in range(hp):
+            for xx in range(wp):
+                out[n, g, y, xx] = pv
+        for c in range(cg):
+            for y in range(h):
+                for xx in range(w):
+                    out[n, g, y + ph, xx + pw] += row[x[n, g * cg + c, y, xx]] - row[pad_index]
+
+
+@njit(parallel=True, cache=True)
+def finish(res, scale, bias, rowmap, og, out, first):  # pragma: no cover
+    """out = res*scale + bias[o] + rowmap[n, o // og] (first chunk) or out += res*scale."""
+    n_img, outs, ho, wo = res.shape
+    for task in prange(n_img * outs):
+        n = task // outs
+        o = task % outs
+        g = o // og
+        for y in range(ho):
+            for xx in range(wo):
+                v = np.int64(res[n, o, y, xx]) * scale
+                if first:
+                    v += bias[o]
+                    if rowmap.shape[0] > 0:
+                        v += rowmap[n, g, y, xx]
+                else:
+                    v += out[n, o, y, xx]
+                out[n, o, y, xx] = v

@@ -35,7 +35,7 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _kernels():
+def kernels():
     """The numba kernels (compiled on first use, then loaded from numba's on-disk cache)."""
     if not available():
         raise ConfigError("kernel backend 'numba' needs the numba package; pip install numba")
@@ -87,7 +87,7 @@ def conv2d(
     pad_index: int = 0,
 ) -> torch.Tensor:
     """Exact int64 table convolution (see kernels.reference.conv2d), compiled and multithreaded."""
-    kern = _kernels()
+    kern = kernels()
     n, c, _, _ = x_idx.shape
     o = w_idx.shape[0]
     g = geom.groups
@@ -116,7 +116,7 @@ def conv2d(
 
 def _matmul2d(a: torch.Tensor, b: torch.Tensor, table: torch.Tensor) -> np.ndarray:
     """out[m, n] = sum_k table[a[m, k], b[k, n]] for one (M, K) x (K, N) pair."""
-    kern = _kernels()
+    kern = kernels()
     m, k = a.shape
     nn = b.shape[1]
     rows_a, rows_b = table.shape

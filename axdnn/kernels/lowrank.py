@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from axdnn.errors import ConfigError
+from axdnn.kernels import gather_cpu
 from axdnn.kernels.factor import MAX_RANK, TableFactors, factorize
 from axdnn.kernels.geometry import ConvGeometry
 
@@ -92,15 +93,15 @@ class Plan:
 def plan_for(table: torch.Tensor, channels: int, area: int) -> Plan | None:
     """The cheapest exact plan over the table's decompositions, or None when there is none."""
     best: Plan | None = None
+    best_key = None
     for factors in factorize(table):
         chunks = plan_chunks(factors, channels, area)
         if chunks is None:
             continue
-        plan = Plan(factors, chunks)
-        work = sum(len(c.atoms) * (c.c1 - c.c0) for c in chunks)
-        best_work = None if best is None else sum(len(c.atoms) * (c.c1 - c.c0) for c in best.chunks)
-        if best_work is None or work < best_work:
-            best = plan
+        work = sum(len(c.atoms) * (c.c1 - c.c0) for c in chunks) / max(1, channels)
+        key = (work + 0.5 * len(chunks) + 0.2 * factors.has_offsets, factors.has_offsets)
+        if best_key is None or key < best_key:
+            best, best_key = Plan(factors, chunks), key
     return best
 
 
@@ -109,8 +110,8 @@ def call_count(table: torch.Tensor, channels: int, area: int) -> float | None:
     plan = plan_for(table, channels, area)
     if plan is None:
         return None
-    work = sum(len(c.atoms) * (c.c1 - c.c0) for c in plan.chunks)
-    return work / max(1, channels) + (0.3 if plan.factors.has_offsets else 0.0)
+    work = sum(len(c.atoms) * (c.c1 - c.c0) for c in plan.chunks) / max(1, channels)
+    return work + 0.5 * len(plan.chunks) + 0.2 * plan.factors.has_offsets
 
 
 def _plan_or_raise(table: torch.Tensor, channels: int, area: int) -> Plan:
@@ -183,10 +184,13 @@ def conv2d(
     pad_index: int = 0,
     *,
     conv_impl: str = "auto",
+    fused: bool | None = None,
 ) -> torch.Tensor:
     """Exact int64 table convolution (see kernels.reference.conv2d) via float32 convs.
 
-    `conv_impl`: 'conv' (F.conv2d, CPU default) or 'gemm' (unfold + matmul, CUDA default).
+    `conv_impl`: 'conv' (F.conv2d, CPU default) or 'gemm' (unfold + matmul, CUDA default);
+    `fused`: use the numba operand/output kernels (default: on CPU when numba is installed).
+    Indices must be in range (the dispatcher checks them).
     """
     device = x_idx.device
     impl = conv_impl if conv_impl != "auto" else ("gemm" if device.type == "cuda" else "conv")
@@ -200,38 +204,83 @@ def conv2d(
     out_hw = geom.output_size(x_idx.shape[-2:])
     plan = _plan_or_raise(table, cg, kh * kw)
     factors = plan.factors
-    xp = F.pad(x_idx.to(torch.int32), (pw, pw, ph, ph), value=int(pad_index))
-    hp, wp = xp.shape[-2:]
-    xg = xp.view(n, g, cg, hp, wp)
     wg = w_idx.to(torch.int32).view(g, og, cg, kh, kw)
-    # Offsets: const*K and the per-output-channel col sums form a bias; row sums a map per group.
     bias = torch.full((o,), factors.const * red, dtype=torch.int64, device=device)
     if factors.col.any():
         col = torch.from_numpy(factors.col).to(device)
         bias += _lookup(col, wg).view(o, -1).sum(dim=1)
-    row_map = None
+    if fused is None:
+        fused = device.type == "cpu" and gather_cpu.available()
+    if fused:
+        out = _conv_fused(x_idx, wg, plan, geom, int(pad_index), bias, out_hw, impl)
+    else:
+        out = _conv_torch(x_idx, wg, plan, geom, int(pad_index), bias, out_hw, impl)
+    if factors.denominator != 1:
+        out = torch.div(out, factors.denominator, rounding_mode="floor")
+    return out
+
+
+def _weights(lut_v: torch.Tensor, wg: torch.Tensor, chunk: Chunk) -> torch.Tensor:
+    """Looked-up weights of one chunk, laid out (O, atoms * channels, kh, kw)."""
+    cc = chunk.c1 - chunk.c0
+    wsel = wg if cc == wg.shape[2] else wg[:, :, chunk.c0 : chunk.c1]
+    o = wg.shape[0] * wg.shape[1]
+    return _gather_stack(lut_v, wsel, 2).view(o, len(chunk.atoms) * cc, *wg.shape[-2:])
+
+
+def _conv_fused(x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl) -> torch.Tensor:
+    """CPU path: numba kernels look up and pad operands and finish outputs in single passes."""
+    kern = gather_cpu.kernels()
+    factors = plan.factors
+    xn = x_idx.contiguous().numpy()
+    n, c, h, w = xn.shape
+    g, og = wg.shape[0], wg.shape[1]
+    (ph, pw), (hp, wp) = geom.padding, (h + 2 * geom.padding[0], w + 2 * geom.padding[1])
+    rowmap = np.zeros((0, 0, 0, 0), np.int64)
     if factors.row.any():
-        row = torch.from_numpy(factors.row).to(device)
-        row_map = _box_sum(_lookup(row, xg).sum(dim=2), geom, out_hw)  # (n, g, ho, wo)
+        sums = np.empty((n, g, hp, wp), np.int64)
+        kern.row_sums(xn, factors.row, ph, pw, pad_index, g, sums)
+        rowmap = _box_sum(torch.from_numpy(sums), geom, out_hw).numpy()
+    out = np.empty((n, g * og, *out_hw), np.int64)
+    bias_np = bias.numpy()
+    for i, chunk in enumerate(plan.chunks):
+        lut_u, lut_v = _luts(factors, chunk.atoms, torch.device("cpu"))
+        xf = np.empty((n, g * len(chunk.atoms) * (chunk.c1 - chunk.c0), hp, wp), np.float32)
+        kern.lookup_pad(xn, lut_u.numpy(), ph, pw, pad_index, g, chunk.c0, chunk.c1, xf)
+        res = _float_conv(torch.from_numpy(xf), _weights(lut_v, wg, chunk), geom, out_hw, impl)
+        kern.finish(res.contiguous().numpy(), chunk.scale, bias_np, rowmap, og, out, i == 0)
+    if not plan.chunks:
+        kern.finish(np.zeros(out.shape, np.float32), 0, bias_np, rowmap, og, out, True)
+    return torch.from_numpy(out)
+
+
+def _conv_torch(x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl) -> torch.Tensor:
+    """Any-device path in torch ops."""
+    factors = plan.factors
+    device = x_idx.device
+    ph, pw = geom.padding
+    xp = F.pad(x_idx.to(torch.int32), (pw, pw, ph, ph), value=pad_index)
+    n = xp.shape[0]
+    g, og, cg = wg.shape[:3]
+    hp, wp = xp.shape[-2:]
+    xg = xp.view(n, g, cg, hp, wp)
     out: torch.Tensor | None = None
     for chunk in plan.chunks:
         lut_u, lut_v = _luts(factors, chunk.atoms, device)
         na, cc = len(chunk.atoms), chunk.c1 - chunk.c0
         xsel = xg if cc == cg else xg[:, :, chunk.c0 : chunk.c1]
-        wsel = wg if cc == cg else wg[:, :, chunk.c0 : chunk.c1]
         xf = _gather_stack(lut_u, xsel, 2).view(n, g * na * cc, hp, wp)
-        wf = _gather_stack(lut_v, wsel, 2).view(o, na * cc, kh, kw)
-        res = _float_conv(xf, wf, geom, out_hw, impl).to(torch.int64)
+        res = _float_conv(xf, _weights(lut_v, wg, chunk), geom, out_hw, impl).to(torch.int64)
         if chunk.scale != 1:
             res *= chunk.scale
         out = res if out is None else out.add_(res)
     if out is None:
-        out = torch.zeros((n, o, *out_hw), dtype=torch.int64, device=device)
-    out += bias.view(1, o, 1, 1)
-    if row_map is not None:
+        out = torch.zeros((n, g * og, *out_hw), dtype=torch.int64, device=device)
+    out += bias.view(1, -1, 1, 1)
+    if factors.row.any():
+        row = torch.from_numpy(factors.row).to(device)
+        row_map = _box_sum(_lookup(row, xg).sum(dim=2), geom, out_hw)  # (n, g, ho, wo)
         out.view(n, g, og, *out_hw).add_(row_map.unsqueeze(2))
-    if factors.denominator != 1:
-        out = torch.div(out, factors.denominator, rounding_mode="floor")
     return out
 
 

@@ -75,6 +75,12 @@ def float_table(e: int, m: int, bias: int, fn: bool, subnormals: bool):
     return rows
 
 
+@lru_cache(maxsize=256)
+def _grid_values(e: int, m: int, bias: int, fn: bool, subnormals: bool):
+    rows = float_table(e, m, bias, fn, subnormals)
+    return [r[0] for r in rows], [r for r in rows if not r[3]][-1]
+
+
 def _ulp_at(v: Fraction, emin: int, m: int) -> Fraction:
     """Grid spacing just above v (v on the grid)."""
     if v == 0:
@@ -88,7 +94,7 @@ def _ulp_at(v: Fraction, emin: int, m: int) -> Fraction:
 def ref_float(x: float, e, m, bias, fn, subnormals, mode, overflow, trunc) -> float:
     """x rounded to the float format described by the arguments (a Python float)."""
     rows = float_table(e, m, bias, fn, subnormals)
-    largest = [r for r in rows if not r[3]][-1]
+    values, largest = _grid_values(e, m, bias, fn, subnormals)
     emin = 1 - bias
     neg = math.copysign(1.0, x) < 0
 
@@ -113,7 +119,6 @@ def ref_float(x: float, e, m, bias, fn, subnormals, mode, overflow, trunc) -> fl
         ax = abs(Fraction(x))
         if not subnormals and ax < Fraction(2) ** emin:
             return signed(0.0)
-        values = [r[0] for r in rows]
         i = bisect.bisect_right(values, ax) - 1  # rows[i] <= ax
         lo = rows[i]
         hi = rows[i + 1] if i + 1 < len(rows) else None

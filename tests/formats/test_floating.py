@@ -191,6 +191,31 @@ def test_idempotent_monotonic_on_grid(case) -> None:
         assert bool((qs[1:] >= qs[:-1]).all())
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "float:e8m3,bias=135",  # subnormals below float32's normal range: float64 path
+        "float:e8m2,bias=100,round=floor",
+        "float:e8m7,bias=127,subnormals=off",  # whole float32 exponent range
+        "float:e6m5fn,round=nearest_away,trunc=2",
+        "float:e7m4,round=toward_zero,overflow=saturate",
+    ],
+)
+def test_wide_exponent_formats_match_reference(spec: str) -> None:
+    fmt = parse_format(spec)
+    gen = torch.Generator().manual_seed(5)
+    lo = math.log2(fmt.min_positive) - 2
+    hi = math.log2(fmt.max_value) + 1
+    mags = torch.exp2(torch.rand(1500, generator=gen, dtype=torch.float64) * (hi - lo) + lo)
+    x = (mags * torch.sign(torch.randn(1500, generator=gen, dtype=torch.float64))).float()
+    for dtype in (torch.float32, torch.float64):
+        got = fmt.quantize(x.to(dtype)).tolist()
+        for xi, gi in zip(x.tolist(), got, strict=True):
+            args = (fmt.exp_bits, fmt.man_bits, fmt.bias, fmt.fn, fmt.subnormals)
+            ref = ref_float(xi, *args, fmt.rounding, fmt.overflow, fmt.trunc)
+            assert _same(gi, ref), (spec, dtype, xi, gi, ref)
+
+
 def test_truncation_zeroes_mantissa_lsbs() -> None:
     fmt = parse_format("float:e8m23,trunc=13")
     x = torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 100

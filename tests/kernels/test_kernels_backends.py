@@ -51,7 +51,7 @@ def table_strategy():
 
 @st.composite
 def conv_case(draw, table=None):
-    table = draw(table_strategy()) if table is None else table
+    table = draw(table_strategy() if table is None else table)
     groups = draw(st.sampled_from([1, 2, 3]))
     depthwise = draw(st.booleans())
     cg = 1 if depthwise else draw(st.integers(1, 3))
@@ -89,13 +89,15 @@ def test_conv_backends_match_reference(case):
         assert torch.equal(got, want), name
 
 
-@settings(max_examples=10, deadline=None)
-@given(conv_case(table=exact(8, 8)))
-def test_lowrank_gemm_conv_path_matches_reference(case):
-    """The unfold + GEMM path (CUDA's default) is exact too; checked here on CPU."""
+@settings(max_examples=15, deadline=None)
+@given(conv_case(table=st.sampled_from([exact(8, 8), column_truncation(4),
+                                         random_low_rank(8, 6, 3, 1)])))
+def test_lowrank_torch_and_gemm_paths_match_reference(case):
+    """The torch-ops and unfold + GEMM paths (CUDA's defaults) are exact too; checked on CPU."""
     x, w, table, geom, pad_index = case
-    got = lowrank.conv2d(x, w, table, geom, pad_index, conv_impl="gemm")
-    assert torch.equal(got, reference.conv2d(x, w, table, geom, pad_index))
+    want = reference.conv2d(x, w, table, geom, pad_index)
+    assert torch.equal(lowrank.conv2d(x, w, table, geom, pad_index, conv_impl="gemm"), want)
+    assert torch.equal(lowrank.conv2d(x, w, table, geom, pad_index, fused=False), want)
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,0 +1,204 @@
+"""The injection machinery: hooks that corrupt activations per sample, and weight faults that are
+always restored.
+
+`Injector` installs one hook per activation site (forward hook, forward pre-hook, or an
+`OpSites` callback for functional ops) for as long as it is entered. Before each forward the
+caller `arm`s it with a `FaultPlan`: which batch rows get a fault at which site, at which element
+(element scope) or over the whole region (scope `all`), and the trial ids that seed the error
+model. Rows without a fault run untouched, so one forward serves many trials: one fault per sample.
+
+`weight_fault` corrupts weight elements in place and restores the saved values on exit, however
+the block is left (exception, KeyboardInterrupt); `state_hash` checks that nothing leaked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from axdnn.errors import InjectionError
+from axdnn.inject.error_models import SCOPES, Draws, ErrorModel, StreamCache
+from axdnn.inject.functional import OpSites
+from axdnn.inject.sites import Site, check_site, region
+
+
+@dataclass
+class SiteFaults:
+    """The faults one site receives in one forward: batch rows, element indices within the site
+    region (None for scope `all`) and the trial ids that seed each row's draws."""
+
+    rows: torch.Tensor
+    trials: np.ndarray
+    elements: torch.Tensor | None = None
+    cache: StreamCache | None = None
+    positions: np.ndarray | None = None
+
+    def draws(self, seed: int, area: torch.Tensor | None) -> Draws:
+        return Draws(seed, self.trials, area, self.cache, self.positions)
+
+
+@dataclass
+class FaultPlan:
+    """Per-site faults for one forward, plus what the hooks observed (element scope)."""
+
+    faults: dict[int, SiteFaults]
+    original: dict[int, torch.Tensor] = field(default_factory=dict)
+    corrupted: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def corrupt_rows(
+    tensor: torch.Tensor, faults: SiteFaults, model: ErrorModel, scope: str, seed: int,
+    offset: int, size: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Apply `model` to the given rows of a batch tensor (in place on a contiguous tensor, which
+    is returned); also returns the original and corrupted values in element scope."""
+    t = tensor if tensor.is_contiguous() else tensor.contiguous()
+    flat = t.view(t.shape[0], -1)
+    rows = faults.rows
+    if scope == "element":
+        cols = faults.elements + offset
+        values = flat[rows, cols].unsqueeze(1)
+        area = flat[rows, offset : offset + size] if model.needs_region() else None
+        new = model.corrupt(values, faults.draws(seed, area)).to(flat.dtype)
+        flat[rows, cols] = new[:, 0]
+        return t, values[:, 0], new[:, 0]
+    area = flat[rows, offset : offset + size]
+    flat[rows, offset : offset + size] = model.corrupt(area, faults.draws(seed, area)).to(flat.dtype)
+    return t, None, None
+
+
+def _shares_storage(out: torch.Tensor, args) -> bool:
+    ptr = out.untyped_storage().data_ptr()
+    return any(isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() == ptr for a in args)
+
+
+class Injector:
+    """Activation-site injection hooks on a model, armed per forward (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sites: Sequence[Site],
+        error_model: ErrorModel,
+        shapes: Sequence[tuple[int, ...]],
+        scope: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.sites = list(sites)
+        self.error_model = error_model
+        self.scope = scope or error_model.default_scope
+        if self.scope not in SCOPES:
+            raise InjectionError(f"unknown scope {self.scope!r}; expected one of {SCOPES}")
+        if any(s.kind == "weight" for s in self.sites):
+            raise InjectionError("Injector handles activation sites; use weight_fault for weights")
+        self.regions = [region(shape, s.channel) for shape, s in zip(shapes, self.sites, strict=True)]
+        self.seed = seed
+        self.plan: FaultPlan | None = None
+        self._handles: list = []
+        self._mode: OpSites | None = None
+
+    def arm(self, plan: FaultPlan | None) -> None:
+        """Set the faults of the next forward (None: run fault-free)."""
+        self.plan = plan
+
+    def _apply(self, index: int, tensor: torch.Tensor, clone: bool) -> torch.Tensor:
+        plan = self.plan
+        faults = plan.faults.get(index) if plan is not None else None
+        if faults is None or len(faults.rows) == 0:
+            return tensor
+        if clone:
+            tensor = tensor.clone()
+        offset, size = self.regions[index]
+        out, original, corrupted = corrupt_rows(
+            tensor, faults, self.error_model, self.scope, self.seed, offset, size
+        )
+        if original is not None:
+            plan.original[index] = original
+            plan.corrupted[index] = corrupted
+        return out
+
+    def _hooks(self, index: int, site: Site, module: nn.Module):
+        if site.kind == "input":
+            def pre(_module, args):
+                new = self._apply(index, args[0], clone=True)
+                return None if new is args[0] else (new, *args[1:])
+
+            return module.register_forward_pre_hook(pre)
+
+        def post(_module, args, out):
+            new = self._apply(index, out, clone=_shares_storage(out, args))
+            return None if new is out else new
+
+        return module.register_forward_hook(post)
+
+    def __enter__(self) -> Injector:
+        callbacks = {}
+        for index, site in enumerate(self.sites):
+            module = check_site(self.model, site)
+            if site.functional:
+                callbacks[site.target] = lambda t, i=index: self._apply(i, t, clone=True)
+            else:
+                self._handles.append(self._hooks(index, site, module))
+        if callbacks:
+            self._mode = OpSites(self.model, callbacks)
+            self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self._mode is not None:
+            self._mode.__exit__(*exc)
+            self._mode = None
+        self.plan = None
+
+
+@contextlib.contextmanager
+def weight_fault(
+    model: nn.Module, site: Site, error_model: ErrorModel, trial: int, seed: int = 0,
+    element: int | None = None, scope: str | None = None,
+) -> Iterator[tuple[float | None, float | None]]:
+    """Corrupt a weight site for one trial (one element, or the whole region in scope `all`) and
+    restore the exact previous values on exit. Yields (original, corrupted) in element scope."""
+    module = check_site(model, site)
+    weight: torch.Tensor = module.weight
+    scope = scope or error_model.default_scope
+    offset, size = region(tuple(weight.shape), site.channel)
+    flat = weight.detach().view(-1)
+    if scope == "element":
+        if element is None or not 0 <= element < size:
+            raise InjectionError(f"weight site {str(site)!r}: element {element} outside 0..{size - 1}")
+        cols = slice(offset + element, offset + element + 1)
+    else:
+        cols = slice(offset, offset + size)
+    saved = flat[cols].clone()
+    trials = np.array([trial])
+    area = flat[offset : offset + size].reshape(1, -1)
+    try:
+        with torch.no_grad():
+            new = error_model.corrupt(saved.reshape(1, -1).float(), Draws(seed, trials, area))
+            flat[cols] = new.reshape(-1).to(flat.dtype)
+        if scope == "element":
+            yield float(saved[0]), float(new.reshape(-1)[0])
+        else:
+            yield None, None
+    finally:
+        with torch.no_grad():
+            flat[cols] = saved
+
+
+def state_hash(model: nn.Module) -> str:
+    """sha256 of every parameter and buffer (names and bytes): equal before and after a campaign."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
