@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     except AxError as err:
         typer.echo(f"axdnn: error: {err}", err=True)
         return 2
+    except OSError as err:
+        where = f" {str(err.filename)!r}" if err.filename else ""
+        typer.echo(f"axdnn: error: cannot use{where}: {err.strerror or err}", err=True)
+        return 2
     except KeyboardInterrupt:
         typer.echo("axdnn: interrupted", err=True)
         return 130

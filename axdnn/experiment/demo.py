@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from axdnn.errors import ConfigError
 from axdnn.experiment.commands import render_cost, run_cost, run_evaluate, run_train
 from axdnn.train import TrainConfig
 
@@ -26,6 +27,8 @@ def _write(out: Path, name: str, record: dict) -> str:
 def run_demo(out: Path, device: str = "auto", progress: bool = True) -> dict:
     """Run the demo pipeline and return what it measured, with the paths it wrote."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"demo output folder {str(out)!r} exists and is not a folder; pick another --out")
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "digits_cnn.pt"
     trained = run_train(DEMO_MODEL, DEMO_DATA, checkpoint, DEMO_CONFIG, device, progress)

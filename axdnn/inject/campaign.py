@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from axdnn.errors import InjectionError
 from axdnn.inject.bits import format_width
-from axdnn.inject.error_models import ErrorModel, StreamCache, parse_error_model
+from axdnn.inject.error_models import Draws, ErrorModel, StreamCache, parse_error_model
 from axdnn.inject.injector import FaultPlan, Injector, SiteFaults, state_hash, weight_fault
 from axdnn.inject.rng import trial_index, trial_uniform
 from axdnn.inject.sites import Site, layer_sites, parse_site, region, site_shapes
@@ -91,6 +91,8 @@ class CampaignPlan:
     population: int
     weights_only: bool
     perm: np.ndarray
+    offsets: np.ndarray
+    numel: np.ndarray
 
     def site_of(self, seed: int, trials: np.ndarray) -> np.ndarray:
         u = trial_uniform(seed, trials, SITE_STREAM) * self.cumulative[-1]
@@ -112,14 +114,19 @@ def plan_campaign(model: nn.Module, inputs: torch.Tensor, config: CampaignConfig
             f"campaign {config.name!r} mixes weight and activation sites; run one campaign each"
         )
     shapes = site_shapes(model, sites, inputs[:1])
-    sizes = np.array([region(shape, s.channel)[1] for shape, s in zip(shapes, sites, strict=True)])
+    regions = [region(shape, s.channel) for shape, s in zip(shapes, sites, strict=True)]
+    sizes = np.array([size for _, size in regions], dtype=np.int64)
+    offsets = np.array([offset for offset, _ in regions], dtype=np.int64)
+    numel = np.array([int(np.prod(shape)) for shape in shapes], dtype=np.int64)
     weights = sizes.astype(np.float64) if config.site_weighting == "elements" else np.ones(len(sites))
     scope = config.scope or error_model.default_scope
     per_fault = _fault_choices(error_model) if scope == "element" else HUGE_POPULATION
     population = min(HUGE_POPULATION, int(sizes.sum()) * per_fault * (1 if weights_only else len(inputs)))
     planned = config.trials or leveugle_sample_size(population, config.margin, config.confidence)
     perm = np.random.default_rng(config.seed).permutation(len(inputs))
-    return CampaignPlan(sites, shapes, sizes, np.cumsum(weights), planned, population, weights_only, perm)
+    return CampaignPlan(
+        sites, shapes, sizes, np.cumsum(weights), planned, population, weights_only, perm, offsets, numel
+    )
 
 
 def _fault_choices(model: ErrorModel) -> int:
@@ -185,17 +192,34 @@ class _Runner:
         cache = StreamCache(self.seed, ids)
         out = _BlockOutcome(ids, samples, sites, elements, [str(s) for s in plan.sites])
         sample_t = torch.from_numpy(samples)
+        batch_of = np.arange(len(ids)) // bs
+        # group the block's trials by (forward, site) once, then slice per forward
+        order = np.argsort(batch_of * len(plan.sites) + sites, kind="stable")
+        keys = (batch_of * len(plan.sites) + sites)[order]
+        bounds = np.flatnonzero(np.diff(keys)) + 1
+        starts, stops = np.r_[0, bounds], np.r_[bounds, len(ids)]
+        rows_t = torch.from_numpy(order % bs)
+        index_t = elem_t = values_t = None
+        if elements is not None:
+            flat = (order % bs) * plan.numel[sites[order]] + plan.offsets[sites[order]] + elements[order]
+            index_t, elem_t = torch.from_numpy(flat), torch.from_numpy(elements[order])
+            block_draws = Draws(self.seed, ids, None, cache, np.arange(len(ids)))
+            values = self.error_model.replacement(block_draws)
+            values_t = None if values is None else values[torch.from_numpy(order)]
+        groups: dict[int, list[tuple[int, int, int]]] = {}
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            groups.setdefault(int(keys[a]) // len(plan.sites), []).append(
+                (int(keys[a]) % len(plan.sites), a, b))
         preds = []
-        for first in range(0, len(ids), bs):
+        for batch, first in enumerate(range(0, len(ids), bs)):
             chunk = slice(first, min(first + bs, len(ids)))
-            local = sites[chunk]
             faults = {}
-            for s in np.unique(local):
-                pos = np.flatnonzero(local == s)
-                faults[int(s)] = SiteFaults(
-                    torch.from_numpy(pos), ids[chunk][pos],
-                    None if elements is None else torch.from_numpy(elements[chunk][pos]),
-                    cache, pos + first,
+            for s, a, b in groups.get(batch, []):
+                pos = order[a:b]
+                faults[s] = SiteFaults(
+                    rows_t[a:b], ids[pos], None if elem_t is None else elem_t[a:b], cache, pos,
+                    None if index_t is None else index_t[a:b],
+                    None if values_t is None else values_t[a:b],
                 )
             fault_plan = FaultPlan(faults)
             self.injector.arm(fault_plan)
@@ -235,13 +259,18 @@ class _BlockOutcome:
         self.corrupted = np.full(len(ids), np.nan)
         self.pred = self.labels = self.golden = None
 
+        self._seen: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]] = []
+
     def record(self, fault_plan: FaultPlan, first: int) -> None:
         for s, values in fault_plan.original.items():
-            rows = fault_plan.faults[s].rows.numpy() + first
-            self.original[rows] = values.double().cpu().numpy()
-            self.corrupted[rows] = fault_plan.corrupted[s].double().cpu().numpy()
+            self._seen.append((fault_plan.faults[s].positions, values, fault_plan.corrupted[s]))
 
     def rows(self) -> list[dict[str, Any]]:
+        if self._seen:
+            where = np.concatenate([p for p, _, _ in self._seen])
+            self.original[where] = torch.cat([o for _, o, _ in self._seen]).double().cpu().numpy()
+            self.corrupted[where] = torch.cat([c for _, _, c in self._seen]).double().cpu().numpy()
+            self._seen = []
         correct = (self.pred == self.labels).numpy()
         flipped = (self.pred != self.golden).numpy()
         golden_ok = (self.golden == self.labels).numpy()

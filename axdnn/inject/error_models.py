@@ -68,6 +68,12 @@ class Draws:
     def __len__(self) -> int:
         return len(self.trials)
 
+    def uniform_np(self, stream: int) -> np.ndarray:
+        """(n,) float64 uniforms in [0, 1) of one stream, as numpy (cheap for small n)."""
+        if self.cache is not None:
+            return self.cache.get(stream)[self.positions]
+        return trial_uniform(self.seed, self.trials, MODEL_STREAM + stream)
+
     def uniform(self, stream: int, k: int = 1) -> torch.Tensor:
         """(n, k) float64 uniforms in [0, 1), streams `stream .. stream + k - 1`."""
         if self.cache is not None:
@@ -121,6 +127,11 @@ class ErrorModel(ABC):
     def needs_region(self) -> bool:
         """Whether `corrupt` reads statistics of the site region."""
         return False
+
+    def replacement(self, draws: Draws) -> torch.Tensor | None:
+        """For models whose single-element result does not depend on the old value: the new
+        values (n,) for the draws' trials, so campaigns can compute a whole block at once."""
+        return None
 
     @property
     def spec(self) -> str:
@@ -225,7 +236,10 @@ class ValueReplace(ErrorModel):
     value: float = 0.0
 
     def corrupt(self, values: torch.Tensor, draws: Draws) -> torch.Tensor:
-        return torch.full_like(values, self.value)
+        return values.new_full(values.shape, self.value)
+
+    def replacement(self, draws: Draws) -> torch.Tensor:
+        return torch.full((len(draws),), self.value, dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -242,8 +256,13 @@ class RandomValue(ErrorModel):
 
     def corrupt(self, values: torch.Tensor, draws: Draws) -> torch.Tensor:
         m = values.shape[1]
-        u = draws.uniform(0, 1).expand(-1, m) if m == 1 else _uniform_rows(draws, m)
-        return (self.low + (self.high - self.low) * u).to(values.dtype)
+        if m == 1:
+            return self.replacement(draws).reshape(-1, 1).to(values.dtype)
+        return (self.low + (self.high - self.low) * _uniform_rows(draws, m)).to(values.dtype)
+
+    def replacement(self, draws: Draws) -> torch.Tensor:
+        u = draws.uniform_np(0)
+        return torch.from_numpy((self.low + (self.high - self.low) * u).astype(np.float32))
 
 
 def _uniform_rows(draws: Draws, m: int) -> torch.Tensor:

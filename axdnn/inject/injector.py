@@ -31,13 +31,17 @@ from axdnn.inject.sites import Site, check_site, region
 @dataclass
 class SiteFaults:
     """The faults one site receives in one forward: batch rows, element indices within the site
-    region (None for scope `all`) and the trial ids that seed each row's draws."""
+    region (None for scope `all`) and the trial ids that seed each row's draws. `index` (flat
+    positions in the batch tensor) and `cache`/`positions` (the block's precomputed draws) are
+    optional speed-ups that campaigns fill in."""
 
     rows: torch.Tensor
     trials: np.ndarray
     elements: torch.Tensor | None = None
     cache: StreamCache | None = None
     positions: np.ndarray | None = None
+    index: torch.Tensor | None = None
+    values: torch.Tensor | None = None
 
     def draws(self, seed: int, area: torch.Tensor | None) -> Draws:
         return Draws(seed, self.trials, area, self.cache, self.positions)
@@ -59,18 +63,47 @@ def corrupt_rows(
     """Apply `model` to the given rows of a batch tensor (in place on a contiguous tensor, which
     is returned); also returns the original and corrupted values in element scope."""
     t = tensor if tensor.is_contiguous() else tensor.contiguous()
-    flat = t.view(t.shape[0], -1)
-    rows = faults.rows
     if scope == "element":
-        cols = faults.elements + offset
-        values = flat[rows, cols].unsqueeze(1)
-        area = flat[rows, offset : offset + size] if model.needs_region() else None
-        new = model.corrupt(values, faults.draws(seed, area)).to(flat.dtype)
-        flat[rows, cols] = new[:, 0]
-        return t, values[:, 0], new[:, 0]
-    area = flat[rows, offset : offset + size]
-    flat[rows, offset : offset + size] = model.corrupt(area, faults.draws(seed, area)).to(flat.dtype)
+        flat = t.view(-1)
+        index = faults.index
+        if index is None:
+            index = faults.rows * (flat.numel() // t.shape[0]) + offset + faults.elements
+        values = flat.index_select(0, index)
+        new = faults.values
+        if new is None:
+            area = None
+            if model.needs_region():
+                area = t.view(t.shape[0], -1)[faults.rows, offset : offset + size]
+            new = model.corrupt(values.unsqueeze(1), faults.draws(seed, area)).reshape(-1)
+        new = new.to(flat.dtype)
+        flat.index_copy_(0, index, new)
+        return t, values, new
+    flat = t.view(t.shape[0], -1)
+    area = flat[faults.rows, offset : offset + size]
+    flat[faults.rows, offset : offset + size] = model.corrupt(area, faults.draws(seed, area)).to(flat.dtype)
     return t, None, None
+
+
+class _ForwardWrap:
+    """Wraps a module's forward through an instance attribute (cheaper than a forward hook,
+    which sends every call down nn.Module's slow path); `remove()` restores it."""
+
+    def __init__(self, module: nn.Module, after) -> None:
+        self.module = module
+        self.had_own = "forward" in module.__dict__
+        self.original = module.forward
+        original = self.original
+
+        def forward(*args, **kwargs):
+            return after(args, original(*args, **kwargs))
+
+        module.forward = forward
+
+    def remove(self) -> None:
+        if self.had_own:
+            self.module.forward = self.original
+        else:
+            del self.module.forward
 
 
 def _shares_storage(out: torch.Tensor, args) -> bool:
@@ -131,14 +164,11 @@ class Injector:
                 return None if new is args[0] else (new, *args[1:])
 
             return module.register_forward_pre_hook(pre)
-
-        def post(_module, args, out):
-            new = self._apply(index, out, clone=_shares_storage(out, args))
-            return None if new is out else new
-
-        return module.register_forward_hook(post)
+        return _ForwardWrap(module, lambda args, out: self._apply(index, out, clone=_shares_storage(out, args)))
 
     def __enter__(self) -> Injector:
+        if self._handles or self._mode is not None:
+            raise InjectionError("this Injector is already active; it cannot be entered twice")
         callbacks = {}
         for index, site in enumerate(self.sites):
             module = check_site(self.model, site)

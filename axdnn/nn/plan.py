@@ -1,11 +1,18 @@
 """Plans: which hardware each layer runs on, as an ordered map from layer-name globs to LayerSpecs.
 
 For every layer the *last* pattern that matches it decides (later, more specific entries override
-earlier, broader ones). A LayerSpec with `multiplier: null` keeps the layer in float.
+earlier, broader ones). A LayerSpec with `multiplier: null` and no formats keeps the layer in
+float.
 
     layers:
       "*":  {multiplier: "drum:4@u8", gradient: table}
       "fc": {multiplier: null}
+
+Per-layer precision: `weight_format` / `act_format` (spec strings of `axdnn.formats`, e.g.
+`fxp:s2.6`, `fpec:s2.4,c=1`, `fp8_e4m3`, `pact:4`, `ternary`) put the layer in number formats
+computed in float (FormatConv2d / FormatLinear). A multiplier fixes the integer operand domain
+itself (its a_bits/b_bits and signedness, with observer-calibrated scales), so a format beside a
+multiplier is an error rather than a second, conflicting description of the same operands.
 """
 
 from __future__ import annotations
@@ -16,9 +23,18 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from axdnn.errors import ConfigError
+from axdnn.formats import parse_format
 
 
 class LayerSpec(BaseModel):
@@ -33,6 +49,35 @@ class LayerSpec(BaseModel):
     acc_bits: int | None = Field(None, ge=8, le=64)
     gradient: Literal["ste", "table"] = "ste"
     backend: str = "auto"
+    weight_format: str | None = Field(None, description="Weight number format, e.g. fxp:s2.6")
+    act_format: str | None = Field(None, description="Input number format, e.g. pact:4")
+
+    @property
+    def has_formats(self) -> bool:
+        """True when the spec names a weight or an activation format."""
+        return self.weight_format is not None or self.act_format is not None
+
+    @field_validator("weight_format", "act_format")
+    @classmethod
+    def _check_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        parse_format(value, source=f"plan key {info.field_name!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> LayerSpec:
+        if self.multiplier is not None and self.has_formats:
+            given = ", ".join(
+                f"{k}={getattr(self, k)!r}" for k in ("weight_format", "act_format")
+                if getattr(self, k) is not None
+            )
+            raise ConfigError(
+                f"layer spec gives {given} beside multiplier={self.multiplier!r}; a multiplier "
+                "fixes the integer operand domain (its widths and signedness), so give either "
+                "a multiplier or weight_format/act_format, not both"
+            )
+        return self
 
     @field_validator("multiplier")
     @classmethod

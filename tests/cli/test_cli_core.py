@@ -129,3 +129,16 @@ def test_checkpoint_with_wrong_shapes_is_a_clear_error(capsys, tmp_path, digits_
     payload["model"] = "nosuchnet"
     torch.save(payload, bad)
     assert_clean_error(run_cli(capsys, "evaluate", "--checkpoint", str(bad), "-q"), "nosuchnet")
+
+
+def test_demo_into_a_file_path_is_a_clear_error(capsys, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert_clean_error(run_cli(capsys, "demo", "--out", str(target), "-q"), "not a folder")
+
+
+def test_unwritable_output_is_a_clear_error(capsys, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    args = ("train", "--model", "digits_cnn", "--epochs", "0", "--out", str(blocker / "ck.pt"), "-q")
+    assert_clean_error(run_cli(capsys, *args), "blocker")
