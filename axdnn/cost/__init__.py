@@ -2,6 +2,7 @@
 
 `count_ops(model, input_shape)` gives a `CostReport` (MACs, params, activation sizes per layer);
 `estimate_energy(report, precision)` turns it into pJ with the Horowitz 45 nm table by default;
+`precision_from_model(model)` prices approximate/format layers by their hardware profiles;
 `format_cost_table(report, energy)` renders both for people.
 """
 
@@ -15,6 +16,12 @@ from axdnn.cost.energy import (
     LayerEnergy,
     LayerPrecision,
     estimate_energy,
+)
+from axdnn.cost.precision import (
+    float_mul_energy,
+    layer_profiles,
+    precision_from_model,
+    precision_from_profile,
 )
 from axdnn.cost.records import CostReport, LayerCost
 from axdnn.cost.table import format_cost_table, rich_cost_table
@@ -32,7 +39,11 @@ __all__ = [
     "OpCount",
     "count_ops",
     "estimate_energy",
+    "float_mul_energy",
     "format_cost_table",
+    "layer_profiles",
+    "precision_from_model",
+    "precision_from_profile",
     "register_module_counter",
     "rich_cost_table",
 ]

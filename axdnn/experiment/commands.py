@@ -7,6 +7,7 @@ from pathlib import Path
 
 from axdnn.cost.counting import CostReport, count_ops
 from axdnn.cost.energy import EnergyReport, EnergyTable, estimate_energy
+from axdnn.cost.precision import precision_from_model
 from axdnn.cost.table import format_cost_table
 from axdnn.data import load_dataset
 from axdnn.experiment.common import (
@@ -132,7 +133,8 @@ def run_cost(
         raise ConfigError("give --checkpoint, or --model with --input")
     table = EnergyTable.from_yaml(energy_table) if energy_table else None
     report = count_ops(net, tuple(shape))
-    energy = estimate_energy(report, table=table, memory=memory)
+    precision = precision_from_model(net, table)  # approximate/format layers at their precision
+    energy = estimate_energy(report, precision, table=table, memory=memory)
     return {"model": name, "cost": report.to_dict(), "energy": energy.to_dict()}
 
 

@@ -51,12 +51,13 @@ class ComponentSummary:
 
 
 def product_moments(error_table: torch.Tensor, act_hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of e(a, b) over a ~ act_hist, for every weight index b (float64)."""
+    """Mean and variance of e(a, b) over a ~ act_hist, for every weight index b (float64).
+    A 2-d histogram (one row per input channel) gives one row of moments per channel."""
     p = act_hist.double()
-    total = p.sum()
-    if total <= 0:
+    total = p.sum(dim=-1, keepdim=True)
+    if bool((total <= 0).all()):
         raise InjectionError("activation histogram is empty; calibrate the layer on data first")
-    p = p / total
+    p = p / total.clamp(min=1)
     err = error_table.double()
     mu = p @ err
     var = (p @ err.square() - mu.square()).clamp(min=0)
@@ -78,14 +79,28 @@ def component_noise(
     name: str | None = None,
 ) -> tuple[ComponentNoise, ComponentSummary]:
     """Per-output mean/std of the error `layer`'s multiplier adds, for one sample of shape
-    `input_shape` (C, H, W for conv, (F,) for linear); act_hist defaults to the layer's own."""
+    `input_shape` (C, H, W for conv, (F,) for linear). `act_hist` is one histogram of activation
+    codes, or one per input channel (C x 2**bits, more faithful: channels differ, e.g. in how
+    often ReLU zeroes them); it defaults to the layer's own calibration histogram."""
     if not isinstance(layer, (ApproxConv2d, ApproxLinear)):
         raise InjectionError(f"component noise needs an approximate layer, got {type(layer).__name__}")
     name = name or layer.layer_name
     hist = layer.act_hist if act_hist is None else act_hist
+    if isinstance(layer, ApproxConv2d) and hist.dim() == 4:
+        return _positional_conv(layer, hist, name)
     mu, var = product_moments(layer.multiplier.error_table(), hist.cpu())
     wi, ws = _weight_indices(layer)
-    mu_w, var_w = mu[wi], var[wi]
+    if mu.dim() == 1:
+        mu_w, var_w = mu[wi], var[wi]
+    else:  # per input channel: tap (j, c, ...) reads channel c (of its group)
+        groups = getattr(layer, "groups", 1)
+        per_group = wi.shape[1]
+        shape = [1, per_group] + [1] * (wi.dim() - 2)
+        chan = torch.arange(per_group).reshape(shape)
+        chan = chan + (torch.arange(wi.shape[0]) // (wi.shape[0] // groups) * per_group).reshape(
+            [-1] + [1] * (wi.dim() - 1))
+        chan = chan.expand_as(wi)
+        mu_w, var_w = mu[chan, wi], var[chan, wi]
     scale = float(layer.act_scale) * ws
     if isinstance(layer, ApproxLinear):
         mean = mu_w.sum(dim=1) * scale
@@ -114,13 +129,15 @@ def component_noise(
 
 @torch.no_grad()
 def activation_histograms(
-    model: nn.Module, approx: nn.Module, inputs: torch.Tensor, batch_size: int = 256
+    model: nn.Module, approx: nn.Module, inputs: torch.Tensor, batch_size: int = 256,
+    positional: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Histogram of each approximate layer's activation codes, observed at the inputs of the
-    same-named layers of the float `model` and quantized with the approximate layer's final
-    calibrated scale and zero point (the layer's own `act_hist` uses the range as it grew)."""
+    """Histogram of each approximate layer's activation codes per input channel (C x 2**bits),
+    observed at the inputs of the same-named layers of the float `model` and quantized with the
+    approximate layer's final calibrated scale and zero point (the layer's own `act_hist` is one
+    histogram for all channels, taken with the range as it grew)."""
     layers = {n: m for n, m in approx.named_modules() if isinstance(m, (ApproxConv2d, ApproxLinear))}
-    hists = {n: torch.zeros(1 << m.a_scheme.bits, dtype=torch.int64) for n, m in layers.items()}
+    hists: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
     handles = []
 
@@ -128,9 +145,22 @@ def activation_histograms(
         layer = layers[name]
 
         def record(_module, args):
-            codes = quantize_codes(args[0].detach().float(), layer.act_scale, layer.act_zero, layer.a_scheme)
-            idx = code_index(codes, layer.a_scheme.bits).flatten().cpu()
-            hists[name] += torch.bincount(idx, minlength=hists[name].numel())
+            x = args[0].detach().float()
+            codes = quantize_codes(x, layer.act_scale, layer.act_zero, layer.a_scheme)
+            idx = code_index(codes, layer.a_scheme.bits).cpu()
+            if positional and isinstance(layer, ApproxConv2d):
+                bins = 1 << layer.a_scheme.bits
+                cells = idx[0].numel()
+                flat = idx.reshape(idx.shape[0], -1) * 0 + torch.arange(cells) * bins + idx.reshape(idx.shape[0], -1)
+                counts = torch.bincount(flat.flatten(), minlength=cells * bins).reshape(*idx.shape[1:], bins)
+                hists[name] = hists[name] + counts if name in hists else counts
+                return
+            channels = idx.shape[1] if isinstance(layer, ApproxConv2d) else idx.shape[-1]
+            bins = 1 << layer.a_scheme.bits
+            per_channel = idx.movedim(1, 0) if isinstance(layer, ApproxConv2d) else idx.reshape(-1, channels).T
+            flat = per_channel.reshape(channels, -1) + torch.arange(channels).reshape(-1, 1) * bins
+            counts = torch.bincount(flat.flatten(), minlength=channels * bins).reshape(channels, bins)
+            hists[name] = hists[name] + counts if name in hists else counts
 
         return record
 
@@ -148,3 +178,34 @@ def activation_histograms(
             h.remove()
         model.train(was_training)
     return hists
+
+
+def _positional_conv(layer: ApproxConv2d, hist: torch.Tensor, name: str) -> tuple[ComponentNoise, ComponentSummary]:
+    """Conv noise from histograms per input channel AND position (C x H x W x 2**bits): the mean
+    and variance of every tap's error come from the distribution at the pixel it reads, so the
+    maps follow the spatial structure of the data (e.g. digit strokes vs background). Computed
+    as one convolution of the per-pixel moment maps with one-hot weight codes."""
+    err = layer.multiplier.error_table().double()
+    c, h, w, a = hist.shape
+    p = hist.double() / hist.double().sum(-1, keepdim=True).clamp(min=1)
+    mu = (p.reshape(-1, a) @ err).reshape(c, h, w, -1)
+    var = (p.reshape(-1, a) @ err.square()).reshape(c, h, w, -1) - mu.square()
+    nb = err.shape[1]
+    wi, ws = _weight_indices(layer)
+    pad_index = int(code_index(layer.act_zero.cpu().long(), layer.a_scheme.bits))
+    ph, pw = layer.padding
+    maps = []
+    for moments, pad_value in ((mu, err[pad_index]), (var.clamp(min=0), torch.zeros(nb, dtype=torch.float64))):
+        m = moments.permute(0, 3, 1, 2)  # C, B, H, W
+        padded = pad_value.reshape(1, nb, 1, 1).expand(c, nb, h + 2 * ph, w + 2 * pw).clone()
+        padded[:, :, ph : ph + h, pw : pw + w] = m
+        onehot = F.one_hot(wi, nb).double().permute(0, 1, 4, 2, 3)  # O, C/g, B, kh, kw
+        onehot = onehot.reshape(wi.shape[0], -1, *wi.shape[2:])
+        maps.append(F.conv2d(padded.reshape(1, c * nb, h + 2 * ph, w + 2 * pw), onehot,
+                             stride=layer.stride, dilation=layer.dilation, groups=layer.groups)[0])
+    scale = (float(layer.act_scale) * ws).reshape(-1, 1, 1)
+    mean, std = maps[0] * scale, maps[1].clamp(min=0).sqrt() * scale
+    noise = ComponentNoise(mean=mean.float(), std=std.float(), label=f"{name}:{layer.multiplier.name}")
+    summary = ComponentSummary(name, layer.multiplier.name, int(layer.weight[0].numel()),
+                               float(mean.mean()), float(std.square().mean().sqrt()))
+    return noise, summary

@@ -112,23 +112,31 @@ def _shares_storage(out: torch.Tensor, args) -> bool:
 
 
 class Injector:
-    """Activation-site injection hooks on a model, armed per forward (see the module docstring)."""
+    """Activation-site injection hooks on a model, armed per forward (see the module docstring).
+
+    `error_model` is one model for every site or one per site; output sites wrap the module's
+    forward, input sites use a forward pre-hook, functional sites an `OpSites` callback.
+    """
 
     def __init__(
         self,
         model: nn.Module,
         sites: Sequence[Site],
-        error_model: ErrorModel,
+        error_model: ErrorModel | Sequence[ErrorModel],
         shapes: Sequence[tuple[int, ...]],
         scope: str | None = None,
         seed: int = 0,
     ) -> None:
         self.model = model
         self.sites = list(sites)
-        self.error_model = error_model
-        self.scope = scope or error_model.default_scope
-        if self.scope not in SCOPES:
-            raise InjectionError(f"unknown scope {self.scope!r}; expected one of {SCOPES}")
+        models = [error_model] * len(self.sites) if isinstance(error_model, ErrorModel) else list(error_model)
+        if len(models) != len(self.sites):
+            raise InjectionError(f"{len(models)} error models for {len(self.sites)} sites; give one or one per site")
+        self.models = models
+        self.scopes = [scope or m.default_scope for m in models]
+        for sc in self.scopes:
+            if sc not in SCOPES:
+                raise InjectionError(f"unknown scope {sc!r}; expected one of {SCOPES}")
         if any(s.kind == "weight" for s in self.sites):
             raise InjectionError("Injector handles activation sites; use weight_fault for weights")
         self.regions = [region(shape, s.channel) for shape, s in zip(shapes, self.sites, strict=True)]
@@ -150,7 +158,7 @@ class Injector:
             tensor = tensor.clone()
         offset, size = self.regions[index]
         out, original, corrupted = corrupt_rows(
-            tensor, faults, self.error_model, self.scope, self.seed, offset, size
+            tensor, faults, self.models[index], self.scopes[index], self.seed, offset, size
         )
         if original is not None:
             plan.original[index] = original
@@ -232,3 +240,45 @@ def state_hash(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+@torch.no_grad()
+def predict_with_faults(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    sites: Sequence[Site],
+    error_models: ErrorModel | Sequence[ErrorModel],
+    seed: int = 0,
+    trial_base: int = 0,
+    batch_size: int = 256,
+    scope: str | None = None,
+) -> torch.Tensor:
+    """Top-1 of every input with a fault at every given site at once (element scope: one random
+    element per site and sample). Sample i is trial `trial_base + i`, so results are seeded."""
+    from axdnn.inject.rng import trial_index
+    from axdnn.inject.sites import site_shapes
+
+    sites = list(sites)
+    shapes = site_shapes(model, sites, inputs[:1])
+    injector = Injector(model, sites, error_models, shapes, scope, seed)
+    sizes = [region(shape, s.channel)[1] for shape, s in zip(shapes, sites, strict=True)]
+    was_training = model.training
+    model.eval()
+    preds = []
+    try:
+        with injector:
+            for first in range(0, len(inputs), batch_size):
+                x = inputs[first : first + batch_size]
+                trials = trial_base + first + np.arange(len(x))
+                rows = torch.arange(len(x))
+                faults = {}
+                for i, size in enumerate(sizes):
+                    elements = None
+                    if injector.scopes[i] == "element":
+                        elements = torch.from_numpy(trial_index(seed, trials, 1 + 7 * (i + 1), size))
+                    faults[i] = SiteFaults(rows, trials, elements)
+                injector.arm(FaultPlan(faults))
+                preds.append(model(x).argmax(dim=1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(preds)

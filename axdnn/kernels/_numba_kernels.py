@@ -9,33 +9,39 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def conv_slab(xp, slab, out, acc_like, c0, o0, kh, kw, sh, sw, dh, dw):  # pragma: no cover
+def conv_slab(xp, slab, out, acc_like, c0, o0, kh, kw, sh, sw, dh, dw, rb):  # pragma: no cover
     """out[n, g*og + o0 + q, y, x] += sum over block channels c and taps (i, j) of
-    slab[g, (c*kh + i)*kw + j, xp[n, g*cg + c0 + c, y*sh + i*dh, x*sw + j*dw], q]."""
+    slab[g, (c*kh + i)*kw + j, xp[n, g*cg + c0 + c, y*sh + i*dh, x*sw + j*dw], q];
+    one task per `rb` output rows of one image and group."""
     n_img, chans, _, _ = xp.shape
     groups, kb, _, ob = slab.shape
     _, outs, ho, wo = out.shape
     cg = chans // groups
     og = outs // groups
     cb = kb // (kh * kw)
-    for task in prange(n_img * groups * ho):
-        n = task // (groups * ho)
-        g = (task // ho) % groups
-        oy = task % ho
-        acc = np.zeros((wo, ob), acc_like.dtype)
+    row_blocks = (ho + rb - 1) // rb
+    for task in prange(n_img * groups * row_blocks):
+        n = task // (groups * row_blocks)
+        g = (task // row_blocks) % groups
+        y0 = (task % row_blocks) * rb
+        y1 = min(ho, y0 + rb)
+        acc = np.zeros(((y1 - y0) * wo, ob), acc_like.dtype)
         for c in range(cb):
             ch = g * cg + c0 + c
             for i in range(kh):
-                iy = oy * sh + i * dh
                 for j in range(kw):
                     k = (c * kh + i) * kw + j
-                    for ox in range(wo):
-                        a = xp[n, ch, iy, ox * sw + j * dw]
-                        for q in range(ob):
-                            acc[ox, q] += slab[g, k, a, q]
+                    for oy in range(y0, y1):
+                        iy = oy * sh + i * dh
+                        base = (oy - y0) * wo
+                        for ox in range(wo):
+                            a = xp[n, ch, iy, ox * sw + j * dw]
+                            for q in range(ob):
+                                acc[base + ox, q] += slab[g, k, a, q]
         for q in range(ob):
-            for ox in range(wo):
-                out[n, g * og + o0 + q, oy, ox] += acc[ox, q]
+            for oy in range(y0, y1):
+                for ox in range(wo):
+                    out[n, g * og + o0 + q, oy, ox] += acc[(oy - y0) * wo + ox, q]
 
 
 @njit(parallel=True, cache=True)

@@ -1,4 +1,4 @@
-"""One entry point per operation; picks the fastest exact backend (or uses the one forced) and runs it.
+"""One entry point per operation: picks the fastest exact backend (or the one forced), runs it.
 
 A backend is a small record with `name`, `conv2d`, `linear`, `matmul`, `supports(table, device)` and
 an optional `cost(table, problem)`: estimated seconds for this table and shape, or None when it
@@ -12,8 +12,8 @@ general tables) and `reference`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -131,7 +131,9 @@ def factorize_array(t: np.ndarray) -> tuple[TableFactors, ...]:
             u, v = _size_reduce(coeffs, pivots.T)
         for limit in (ATOM_LIMIT, RAW_LIMIT):
             found = _assemble(t, denom, u, v, coeffs.shape[1], limit)
-            if found is not None and (limit not in best or found.atom_count < best[limit].atom_count):
+            if found is None:
+                continue
+            if limit not in best or found.atom_count < best[limit].atom_count:
                 best[limit] = found
     variants = [best[k] for k in (ATOM_LIMIT, RAW_LIMIT) if k in best]
     if len(variants) == 2 and not variants[0].has_offsets:

@@ -15,17 +15,19 @@ numba is not installed, and the dispatcher then never picks this backend.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from dataclasses import dataclass
 
 from axdnn.errors import ConfigError
 from axdnn.kernels.geometry import ConvGeometry
 
 # Target size of one slab block in bytes (about the L2 cache).
 SLAB_BYTES = 1 << 22
+# Output pixels one thread accumulates at a time (whole rows).
+PIXELS_PER_TASK = 64
 # Widest output-channel block (row of a slab).
 MAX_OUT_BLOCK = 64
 
@@ -101,6 +103,7 @@ def conv2d(
     t = table.cpu()
     plan = slab_plan(t, cg, kh * kw, ob)
     acc_like = np.zeros(1, plan.acc)
+    rows = max(1, min(out_hw[0], PIXELS_PER_TASK // max(1, out_hw[1])))
     w = w_idx.cpu().long().view(g, og, cg * kh * kw)
     for o0 in range(0, og, ob):
         o1 = min(og, o0 + ob)
@@ -108,7 +111,8 @@ def conv2d(
             c1 = min(cg, c0 + plan.block)
             wk = w[:, o0:o1, c0 * kh * kw : c1 * kh * kw]  # (g, ob, kb)
             slab = _slab(t[:, wk].permute(1, 3, 0, 2), plan)  # (g, kb, rows, ob)
-            kern.conv_slab(xp, slab, out, acc_like, c0, o0, kh, kw, *geom.stride, *geom.dilation)
+            kern.conv_slab(xp, slab, out, acc_like, c0, o0, kh, kw, *geom.stride,
+                           *geom.dilation, rows)
     if plan.offset:
         out += plan.offset * cg * kh * kw
     return torch.from_numpy(out).to(x_idx.device)

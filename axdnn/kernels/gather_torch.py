@@ -1,4 +1,4 @@
-"""Device-agnostic gather backend in torch ops: exact for any table, the GPU path for general tables.
+"""Device-agnostic gather backend in torch ops: exact for any table; the GPU path for general ones.
 
 Same slab idea as `gather_cpu` (weights expanded to `slab[k][a, o] = T[a, w[o, k]]`), executed as
 one `index_select` of output-channel rows per reduction step, all groups (and all batch elements of

@@ -1,4 +1,4 @@
-"""Low-rank exact backend: a product-table layer as a few float32 convs/matmuls of looked-up operands.
+"""Low-rank exact backend: a table layer as a few float32 convs/matmuls of looked-up operands.
 
 With the decomposition of `axdnn.kernels.factor` (D*T = const + row + col + sum of atoms
 scale * u[a] * v[b], |u|, |v| <= 128), a layer is

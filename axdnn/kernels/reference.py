@@ -34,7 +34,7 @@ def linear(a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor) -> tor
 
 
 def matmul(a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Batched out[..., m, n] = sum_k table[a[..., m, k], b[..., k, n]] with broadcasting batch dims."""
+    """Batched out[..., m, n] = sum_k table[a[..., m, k], b[..., k, n]]; batch dims broadcast."""
     batch = torch.broadcast_shapes(a_idx.shape[:-2], b_idx.shape[:-2])
     a = a_idx.expand(*batch, *a_idx.shape[-2:]).reshape(-1, *a_idx.shape[-2:])
     b = b_idx.expand(*batch, *b_idx.shape[-2:]).reshape(-1, *b_idx.shape[-2:])

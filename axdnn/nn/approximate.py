@@ -15,10 +15,12 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from axdnn.arith import get_multiplier
 from axdnn.errors import ConfigError
+from axdnn.nn.format_layers import FORMAT_LAYERS, FormatConv2d, FormatLinear
 from axdnn.nn.layers import APPROX_LAYERS, ApproxConfig, ApproxConv2d, ApproxLinear
 from axdnn.nn.plan import LayerSpec, Plan
 
 SUPPORTED = {nn.Conv2d: ApproxConv2d, nn.Linear: ApproxLinear}
+FORMAT_SUPPORTED = {nn.Conv2d: FormatConv2d, nn.Linear: FormatLinear}
 UNSUPPORTED = (
     nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
     nn.Bilinear, nn.MultiheadAttention,
@@ -29,7 +31,8 @@ CALIBRATION_BATCH_SIZE = 64
 
 @dataclass
 class LayerRecord:
-    """How one multiplying layer runs: approximated with a multiplier, or exact and why."""
+    """How one multiplying layer runs: approximated with a multiplier or in number formats
+    (status 'approximate'), or exact and why."""
 
     name: str
     kind: str
@@ -37,6 +40,8 @@ class LayerRecord:
     multiplier: str | None = None
     pattern: str | None = None
     reason: str = ""
+    weight_format: str | None = None
+    act_format: str | None = None
 
 
 @dataclass
@@ -75,15 +80,19 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _convert(name: str, module: nn.Module, pattern: str, spec: LayerSpec) -> nn.Module:
-    if isinstance(module, APPROX_LAYERS):
+    if isinstance(module, (*APPROX_LAYERS, *FORMAT_LAYERS)):
         raise ConfigError(f"layer {name!r} is already approximate; apply a plan to the float model")
-    target = SUPPORTED.get(type(module))
+    table = SUPPORTED if spec.multiplier is not None else FORMAT_SUPPORTED
+    target = table.get(type(module))
     if target is None:
         raise ConfigError(
             f"plan pattern {pattern!r} names layer {name!r} of type {type(module).__name__}, which "
-            f"axdnn cannot approximate; supported: {', '.join(t.__name__ for t in SUPPORTED)}"
+            f"axdnn cannot approximate; supported: {', '.join(t.__name__ for t in table)}"
         )
-    layer = target.from_float(module, get_multiplier(spec.multiplier), config_of(spec))
+    if spec.multiplier is None:
+        layer = target.from_float(module, spec.weight_format, spec.act_format)
+    else:
+        layer = target.from_float(module, get_multiplier(spec.multiplier), config_of(spec))
     layer._axdnn_name = name
     return layer
 
@@ -95,7 +104,8 @@ def approximate(
     batches: int = CALIBRATION_BATCHES,
     seed: int = 0,
 ) -> nn.Module:
-    """Return a calibrated copy of `model` with the plan's layers on their multipliers.
+    """Return a calibrated copy of `model` with the plan's layers on their multipliers or in
+    their number formats (a LayerSpec with formats and no multiplier).
 
     The copy carries `approximation` (an ApproximationReport); the original is untouched.
     With `calibration_data=None` the layers stay uncalibrated, for loading a saved state dict.
@@ -110,12 +120,17 @@ def approximate(
             report.layers.append(LayerRecord(name, kind, "exact", reason="no plan pattern names it"))
             continue
         pattern, spec = chosen[name]
-        if spec.multiplier is None:
-            reason = f"plan pattern {pattern!r} keeps it float (multiplier: null)"
+        if spec.multiplier is None and not spec.has_formats:
+            reason = f"plan pattern {pattern!r} keeps it float (multiplier: null, no formats)"
             report.layers.append(LayerRecord(name, kind, "exact", pattern=pattern, reason=reason))
             continue
         _replace(new, name, _convert(name, module, pattern, spec))
-        report.layers.append(LayerRecord(name, kind, "approximate", spec.multiplier, pattern))
+        report.layers.append(
+            LayerRecord(
+                name, kind, "approximate", spec.multiplier, pattern,
+                weight_format=spec.weight_format, act_format=spec.act_format,
+            )
+        )
     if calibration_data is not None:
         calibrate(new, calibration_data, batches, seed)
     new.approximation = report
@@ -136,8 +151,9 @@ def _batches(data, batches: int, seed: int):
 
 @torch.no_grad()
 def calibrate(model: nn.Module, data, batches: int = CALIBRATION_BATCHES, seed: int = 0) -> None:
-    """Fix every approximate layer's activation range from a few batches of data."""
-    targets = [m for m in model.modules() if isinstance(m, APPROX_LAYERS)]
+    """Fix every approximate layer's activation range from a few batches of data (format layers
+    count how often their FPEC activations are compensated, for the cost model)."""
+    targets = [m for m in model.modules() if isinstance(m, (*APPROX_LAYERS, *FORMAT_LAYERS))]
     if not targets:
         return
     was_training = model.training

@@ -6,7 +6,9 @@ with the weight format and inputs with the activation format on every call, thro
 through estimators, so evaluation and fine-tuning run the same numbers. With FPEC operands the
 layer computes the compensated MAC of Compensated-DNN (Jain et al., DAC 2018): the MAC of the
 stored fixed-point values plus sum_k x_k e_w,k + w_k e_x,k over the non-skipped values. A PACT
-activation format (Choi et al. 2018) becomes a learnable clipping level `act_alpha`.
+activation format (Choi et al. 2018) becomes a learnable clipping level `act_alpha`; when the
+spec names no alpha and calibration data is given, alpha starts at the largest calibration input
+(the paper's fixed start of 10 suits only unnormalised activations), else at the spec's alpha.
 """
 
 from __future__ import annotations
@@ -75,20 +77,30 @@ class FormatMixin:
                 "format; for weights use fxp/int, fpec, float, dorefa, binary or ternary"
             )
         self.weight_format, self.act_format = wf, af
+        self._alpha_from_data = False
         if isinstance(af, PactFormat):
             self.act_alpha = nn.Parameter(torch.tensor(af.alpha, device=self.weight.device))
+            given = isinstance(act_format, PactFormat) or "alpha=" in act_format.replace(" ", "")
+            self._alpha_from_data = not given
         # compensated / seen activation values (FPEC activations), counted while calibrating
         self.register_buffer("act_comp_stats", torch.zeros(2, dtype=torch.float64))
         self._counting = False
+        self._seen_max: float | None = None
 
-    # ---- calibration: only counts how often FPEC activations are compensated -------------------
+    # ---- calibration: FPEC compensation counts and the PACT starting alpha ---------------------
     def start_calibration(self, seed: int = 0) -> None:
+        """Start counting compensated FPEC activations and, for a PACT spec without an explicit
+        alpha, tracking the largest input, which becomes the starting clipping level."""
         del seed
         self.act_comp_stats.zero_()
-        self._counting = True
+        self._counting, self._seen_max = True, None
 
     def finish_calibration(self) -> None:
         self._counting = False
+        if self._alpha_from_data and self._seen_max is not None and self._seen_max > 0:
+            with torch.no_grad():
+                self.act_alpha.fill_(self._seen_max)
+        self._seen_max = None
 
     @property
     def layer_name(self) -> str:
@@ -113,6 +125,9 @@ class FormatMixin:
     def quantized_input(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """The input in the activation format (differentiable) and its FPEC error estimates."""
         if isinstance(self.act_format, PactFormat):
+            if self._counting:
+                top = float(x.detach().max()) if x.numel() else 0.0
+                self._seen_max = top if self._seen_max is None else max(self._seen_max, top)
             return pact(x, self.act_alpha, self.act_format.k), None
         xq, ex = self._operand(self.act_format, x)
         if ex is not None and self._counting:
@@ -215,7 +230,9 @@ class FormatConv2d(FormatMixin, nn.Conv2d):
         cls, conv: nn.Conv2d, weight_format: str | Format | None, act_format: str | Format | None
     ) -> FormatConv2d:
         if conv.padding_mode != "zeros":
-            raise ConfigError(f"cannot put a Conv2d with padding_mode={conv.padding_mode!r} in formats")
+            raise ConfigError(
+                f"cannot put a Conv2d with padding_mode={conv.padding_mode!r} in number formats"
+            )
         layer = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
             conv.dilation, conv.groups, conv.bias is not None,

@@ -130,6 +130,30 @@ class ApproxMixin:
     def describe(self) -> str:
         return f"multiplier={self.multiplier.name}, gradient={self.config.gradient}"
 
+    def hardware_profile(self) -> dict:
+        """What the cost model needs to price this layer (read by duck typing in axdnn.cost):
+        integer operands of the multiplier's widths and its energy relative to an exact one."""
+        m = self.multiplier
+        return {
+            "kind": "multiplier",
+            "weight_format": None,
+            "act_format": None,
+            "weight_bits": m.b_bits,
+            "act_bits": m.a_bits,
+            "arith": "int",
+            "exp_bits": None,
+            "man_bits": None,
+            "acc_bits": self.config.acc_bits,
+            "weight_extra_bits": 0,
+            "act_extra_bits": 0,
+            "weight_comp_bits": 0,
+            "act_comp_bits": 0,
+            "weight_comp_fraction": 0.0,
+            "act_comp_fraction": 0.0,
+            "multiplier": m.name,
+            "mul_energy_scale": relative_mul_energy(m),
+        }
+
 
 class ApproxConv2d(ApproxMixin, nn.Conv2d):
     """nn.Conv2d whose products come from a multiplier's table (stride, padding, dilation, groups)."""
@@ -178,6 +202,16 @@ class ApproxLinear(ApproxMixin, nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self.describe()}"
+
+
+def relative_mul_energy(multiplier: Multiplier) -> float:
+    """Published power of `multiplier` over that of the exact multiplier it replaces: its
+    `power_mw` divided by `provenance['exact_power_mw']` when both are known, else 1.0."""
+    power = multiplier.power_mw
+    exact = multiplier.provenance.get("exact_power_mw") if multiplier.provenance else None
+    if power is None or not isinstance(exact, (int, float)) or exact <= 0:
+        return 1.0
+    return float(power) / float(exact)
 
 
 def _numeric_padding(conv: nn.Conv2d) -> tuple[int, int]:

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from axdnn.errors import ConfigError
+from axdnn.errors import AxError, ConfigError
 from axdnn.formats import parse_format
 
 
@@ -111,6 +111,8 @@ class Plan(BaseModel):
             return cls.model_validate(data)
         except ValidationError as err:
             raise ConfigError(f"{source}: invalid plan: {_first_errors(err)}") from None
+        except AxError as err:  # a bad multiplier/format or combination, raised by a validator
+            raise type(err)(f"{source}{_failing_pattern(data)}: {err}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
@@ -144,6 +146,19 @@ class Plan(BaseModel):
             for name in hits:
                 chosen[name] = (pattern, spec)
         return chosen
+
+
+def _failing_pattern(data: dict) -> str:
+    """`, layer pattern 'P'` for the first layer entry that does not validate ('' if none)."""
+    layers = data.get("layers")
+    if not isinstance(layers, dict):
+        return ""
+    for pattern, raw in layers.items():
+        try:
+            LayerSpec.model_validate(raw)
+        except (AxError, ValidationError):
+            return f", layer pattern {pattern!r}"
+    return ""
 
 
 def _first_errors(err: ValidationError, limit: int = 3) -> str:

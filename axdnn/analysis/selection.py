@@ -1,0 +1,216 @@
+"""Component selection: per layer, the cheapest approximate multiplier whose noise model keeps the
+predicted accuracy within a budget, verified by real table simulation (ReD-CaNe, Mrazek et al.,
+DATE 2020: model approximate components as noise, choose per operation).
+
+Prediction: Gaussian noise with each output's mean and std from `axdnn.inject.component_noise`
+is injected at the outputs of the float model's layers (no table lookups), averaged over a few
+seeded repeats. Verification: `axdnn.nn.approximate` with the chosen per-layer plan, which
+simulates every product through the multiplier's table, bit-exactly.
+
+Cost of a multiplier ("cheapest"): its published power (`Multiplier.power_mw`) when every
+candidate has one; otherwise, or when `costs` is given, a proxy. The default proxy is
+1 - NMED/100 (NMED: mean error normalised by the largest product, Liang et al., IEEE TC 2013):
+among behavioural models with no circuit figures, more error stands for more hardware removed.
+That is a stated assumption, not a measurement; pass `costs` (e.g. from a synthesis report) to
+override it. The exact multiplier costs 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from axdnn.arith import get_multiplier
+from axdnn.errors import InjectionError
+from axdnn.inject import Site, activation_histograms, component_noise, wilson_interval
+from axdnn.inject.injector import predict_with_faults
+from axdnn.nn import ApproxConv2d, ApproxLinear, LayerSpec, Plan, approximate
+
+
+def multiplier_costs(specs: Sequence[str], costs: Mapping[str, float] | None = None) -> tuple[dict[str, float], str]:
+    """Cost of each candidate and the rule used (`given`, `power_mw` or `1-nmed`)."""
+    if costs:
+        missing = [s for s in specs if s not in costs]
+        if missing:
+            raise InjectionError(f"costs given for some candidates but not for {missing}")
+        return {s: float(costs[s]) for s in specs}, "given"
+    mults = {s: get_multiplier(s) for s in specs}
+    if all(m.power_mw is not None for m in mults.values()):
+        return {s: float(m.power_mw) for s, m in mults.items()}, "power_mw"
+    return {s: 1.0 - m.metrics().nmed_percent / 100.0 for s, m in mults.items()}, "1-nmed"
+
+
+def _approx_layers(approx: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in approx.named_modules() if isinstance(m, (ApproxConv2d, ApproxLinear))}
+
+
+@torch.no_grad()
+def layer_inputs_shapes(model: nn.Module, names: Sequence[str], example: torch.Tensor) -> dict[str, tuple]:
+    """Per-sample input shape of each named layer."""
+    modules = dict(model.named_modules())
+    shapes, handles = {}, []
+    for name in names:
+        handles.append(modules[name].register_forward_pre_hook(
+            lambda _m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))))
+    was_training = model.training
+    model.eval()
+    try:
+        model(example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return shapes
+
+
+class NoiseLibrary:
+    """Component noise of every candidate multiplier in every layer, derived once."""
+
+    def __init__(self, model: nn.Module, specs: Sequence[str], calibration: torch.Tensor, seed: int = 0,
+                 positional: bool = True) -> None:
+        self.model = model
+        self.noise: dict[tuple[str, str], object] = {}
+        self.summaries: dict[tuple[str, str], dict] = {}
+        self.layers: list[str] = []
+        for spec in specs:
+            approx = approximate(model, Plan.uniform(spec), calibration, seed=seed)
+            layers = _approx_layers(approx)
+            self.layers = list(layers)
+            hists = activation_histograms(model, approx, calibration, positional=positional)
+            shapes = layer_inputs_shapes(model, list(layers), calibration[:1])
+            for name, layer in layers.items():
+                noise, summary = component_noise(layer, shapes[name], hists[name], name)
+                self.noise[(name, spec)] = noise
+                self.summaries[(name, spec)] = summary.to_dict()
+
+    def predict(
+        self, choice: Mapping[str, str], inputs: torch.Tensor, labels: torch.Tensor,
+        repeats: int = 3, seed: int = 0,
+    ) -> tuple[float, float, float]:
+        """Predicted accuracy (and Wilson interval) with the chosen multipliers' noise injected."""
+        active = [(n, s) for n, s in choice.items() if s is not None]
+        if not active:
+            acc = _accuracy(self.model, inputs, labels)
+            return acc, acc, acc
+        sites = [Site(n) for n, _ in active]
+        models = [self.noise[(n, s)] for n, s in active]
+        hits = 0
+        for r in range(repeats):
+            pred = predict_with_faults(self.model, inputs, sites, models, seed + 104_729 * r, r * len(inputs))
+            hits += int((pred == labels.cpu()).sum())
+        ci = wilson_interval(hits, len(labels) * repeats)
+        return ci.estimate, ci.low, ci.high
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    was_training = model.training
+    model.eval()
+    try:
+        pred = torch.cat([model(inputs[i : i + batch_size]).argmax(1).cpu()
+                          for i in range(0, len(inputs), batch_size)])
+    finally:
+        model.train(was_training)
+    return float((pred == labels.cpu()).float().mean())
+
+
+def real_accuracy(model: nn.Module, plan: Plan, calibration: torch.Tensor, inputs: torch.Tensor,
+                  labels: torch.Tensor, seed: int = 0) -> float:
+    """Accuracy under real table simulation of a plan."""
+    return _accuracy(approximate(model, plan, calibration, seed=seed), inputs, labels)
+
+
+def component_model_check(
+    model: nn.Module, specs: Sequence[str], calibration: torch.Tensor, inputs: torch.Tensor,
+    labels: torch.Tensor, repeats: int = 3, seed: int = 0,
+) -> list[dict]:
+    """For each multiplier on every layer: accuracy predicted by the noise model vs real table
+    simulation (and the float accuracy for reference)."""
+    float_acc = _accuracy(model, inputs, labels)
+    rows = []
+    for spec in specs:
+        library = NoiseLibrary(model, [spec], calibration, seed)
+        pred, low, high = library.predict({n: spec for n in library.layers}, inputs, labels, repeats, seed)
+        real = real_accuracy(model, Plan.uniform(spec), calibration, inputs, labels, seed)
+        rows.append({"multiplier": spec, "float_accuracy": float_acc, "predicted_accuracy": pred,
+                     "predicted_low": low, "predicted_high": high, "real_accuracy": real,
+                     "difference": pred - real})
+    return rows
+
+
+@dataclass
+class SelectionResult:
+    """JSON-ready outcome of component selection."""
+
+    budget: float
+    cost_rule: str
+    costs: dict[str, float]
+    baseline_accuracy: float
+    choice: dict[str, str | None]
+    predicted_accuracy: float
+    predicted_low: float
+    predicted_high: float
+    real_accuracy: float | None
+    exact_layers: list[str]
+    relative_cost: float
+    steps: list[dict] = field(default_factory=list)
+    plan: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_components(
+    model: nn.Module,
+    candidates: Sequence[str],
+    calibration: torch.Tensor,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    budget: float = 0.01,
+    costs: Mapping[str, float] | None = None,
+    repeats: int = 3,
+    seed: int = 0,
+    verify: bool = True,
+    verify_inputs: torch.Tensor | None = None,
+    verify_labels: torch.Tensor | None = None,
+) -> SelectionResult:
+    """Greedy per-layer choice, in forward order: for each layer, the cheapest candidate whose
+    noise (together with the layers already chosen) keeps the predicted accuracy within `budget`
+    of the float accuracy; layers with no such candidate stay exact. Then verified for real."""
+    if not candidates:
+        raise InjectionError("component selection needs at least one candidate multiplier")
+    if not 0 <= budget < 1:
+        raise InjectionError(f"accuracy budget must be in [0, 1), got {budget}")
+    cost, rule = multiplier_costs(candidates, costs)
+    library = NoiseLibrary(model, list(candidates), calibration, seed)
+    baseline = _accuracy(model, inputs, labels)
+    order = sorted(candidates, key=lambda s: (cost[s], s))
+    choice: dict[str, str | None] = {}
+    steps = []
+    for layer in library.layers:
+        choice[layer] = None
+        for spec in order:
+            trial = {**choice, layer: spec}
+            acc, _, _ = library.predict(trial, inputs, labels, repeats, seed)
+            steps.append({"layer": layer, "multiplier": spec, "predicted_accuracy": acc,
+                          "accepted": baseline - acc <= budget})
+            if baseline - acc <= budget:
+                choice[layer] = spec
+                break
+    pred, low, high = library.predict(choice, inputs, labels, repeats, seed)
+    plan = Plan(layers={n: LayerSpec(multiplier=s) for n, s in choice.items()})
+    real = None
+    if verify:
+        vx = inputs if verify_inputs is None else verify_inputs
+        vy = labels if verify_labels is None else verify_labels
+        real = real_accuracy(model, plan, calibration, vx, vy, seed)
+    chosen = [cost[s] for s in choice.values() if s is not None]
+    rel = float(np.mean([*chosen, *[1.0] * sum(s is None for s in choice.values())])) if choice else 1.0
+    return SelectionResult(
+        budget, rule, cost, baseline, choice, pred, low, high, real,
+        [n for n, s in choice.items() if s is None], rel, steps, plan.model_dump(),
+    )

@@ -1,0 +1,79 @@
+"""Model-level benchmark: ResNet-20 inference on approximate multipliers against exact float32.
+
+ResNet-20 (3x32x32, batch 128, random weights), exact float32 PyTorch inference of the same model
+as the baseline in the same process; for tables drum:4, trunc:8 (column truncation), mitchell and a
+random full-rank table, images/s of each CPU backend and of the dispatcher, and the ratio of
+inference time to the exact model's. Last line: the worst dispatcher ratio.
+
+Run: python benchmarks/lut_inference.py [--batch 128] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from axdnn.kernels.factor import factorize
+from axdnn.models.resnet import resnet20
+from axdnn.nn.approximate import approximate
+from axdnn.nn.plan import Plan
+
+
+def random_table_spec(folder: Path) -> str:
+    """A random full-rank 8x8 table written as a raw uint16 file, as a `lut:` spec."""
+    path = folder / "random_u8.bin"
+    rng = np.random.default_rng(0)
+    rng.integers(0, 65536, size=(256, 256)).astype("<u2").tofile(path)
+    return f"lut:{path}"
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = resnet20().eval()
+    x = torch.rand(args.batch, 3, 32, 32)
+    calib = torch.rand(256, 3, 32, 32)
+    with torch.no_grad():
+        base = best_time(lambda: model(x), args.repeats)
+    print(f"threads={torch.get_num_threads()} batch={args.batch}")
+    print(f"{'table':10} {'backend':8} {'images/s':>9} {'ratio':>7}")
+    print(f"{'float32':10} {'-':8} {args.batch / base:9.1f} {1.0:7.2f}")
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = {"drum:4": "drum:4", "trunc:8": "trunc:8", "mitchell": "mitchell",
+                 "random": random_table_spec(Path(tmp))}
+        for label, spec in specs.items():
+            from axdnn.arith import get_multiplier
+
+            backends = ["numba"] + (["lowrank"] if factorize(get_multiplier(spec).table) else [])
+            for backend in [*backends, "auto"]:
+                approx = approximate(model, Plan.uniform(spec, backend=backend), calib)
+                with torch.no_grad():
+                    t = best_time(lambda approx=approx: approx(x), args.repeats)
+                ratio = t / base
+                print(f"{label:10} {backend:8} {args.batch / t:9.1f} {ratio:7.2f}")
+                if backend == "auto":
+                    worst = max(worst, ratio)
+    print(f"lut_inference: {worst:.2f}")
+
+
+if __name__ == "__main__":
+    main()
