@@ -10,6 +10,9 @@ from cli_support import assert_clean_error, run_cli, run_json
 def test_demo_trains_evaluates_and_costs(capsys, tmp_path):
     record = run_json(capsys, "demo", "--out", str(tmp_path / "demo"), "-q")
     assert record["evaluate"]["top1"] >= 0.97
+    assert len(record["approximate"]) == 3
+    tuned = record["finetune"]
+    assert tuned["after_top1"] > tuned["before_top1"]
     assert record["cost"]["cost"]["layers"]
     for path in record["files"].values():
         assert (tmp_path / "demo").exists() and json.dumps(path)
