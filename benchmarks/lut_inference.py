@@ -11,6 +11,7 @@ Run: python benchmarks/lut_inference.py [--batch 128] [--repeats 3]
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,18 +43,35 @@ def best_time(fn, repeats: int) -> float:
     return best
 
 
+def set_threads(threads: int) -> None:
+    """Use `threads` threads in torch and numba (0 leaves the defaults)."""
+    if threads <= 0:
+        return
+    try:  # numba first: starting its threading layer can reset torch's thread count
+        import numba
+
+        numba.set_num_threads(threads)
+    except ImportError:
+        pass
+    torch.set_num_threads(threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch and numba threads (0: library default); 1 gives stable "
+                        "timings on a loaded machine, where every parallel region waits for a core")
     args = parser.parse_args()
+    set_threads(args.threads)
     torch.manual_seed(0)
     model = resnet20().eval()
     x = torch.rand(args.batch, 3, 32, 32)
     calib = torch.rand(256, 3, 32, 32)
     with torch.no_grad():
         base = best_time(lambda: model(x), args.repeats)
-    print(f"threads={torch.get_num_threads()} batch={args.batch}")
+    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch}")
     print(f"{'table':10} {'backend':8} {'images/s':>9} {'ratio':>7}")
     print(f"{'float32':10} {'-':8} {args.batch / base:9.1f} {1.0:7.2f}")
     worst = 0.0

@@ -4,7 +4,7 @@ Two ResNet-20-like layers (batch 128: 16->16 channels at 32x32 and 64->64 at 8x8
 tables (DRUM-4: rank 1; column truncation of 8 columns: rank <= 8; Mitchell's logarithmic
 multiplier: general; a random full-rank table), the CPU backends that can run each table (the
 'torch' gather backend is the GPU path and far slower on CPU, so it is left out), and the
-dispatcher ('auto'). Times are the best of several runs interleaved with the baseline so that load
+dispatcher ('auto'). Times are medians of several runs interleaved with the baseline so that load
 from other processes hits both alike. Last line: the worst dispatcher ratio.
 
 Run: python benchmarks/lut_kernels.py [--repeats N] [--batch B]
@@ -13,6 +13,8 @@ Run: python benchmarks/lut_kernels.py [--repeats N] [--batch B]
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
 from collections.abc import Callable
 
@@ -65,30 +67,48 @@ def random_table() -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.int32))
 
 
-def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Best wall time of each function, runs interleaved round-robin."""
+def median_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function, runs interleaved round-robin so that load from other
+    processes hits all alike."""
     for fn in fns.values():
         fn()
-    best = {k: float("inf") for k in fns}
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             start = time.perf_counter()
             fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def set_threads(threads: int) -> None:
+    """Use `threads` threads in torch and numba (0 leaves the defaults)."""
+    if threads <= 0:
+        return
+    try:  # numba first: starting its threading layer can reset torch's thread count
+        import numba
+
+        numba.set_num_threads(threads)
+    except ImportError:
+        pass
+    torch.set_num_threads(threads)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch and numba threads (0: library default); 1 gives stable "
+                        "timings on a loaded machine, where every parallel region waits for a core")
     args = parser.parse_args()
+    set_threads(args.threads)
     torch.manual_seed(0)
     layers = {"16x32x32": (16, 32), "64x8x8": (64, 8)}
     tables = {"drum:4": drum(), "trunc:8": column_truncation(), "mitchell": mitchell(),
               "random": random_table()}
     geom = ConvGeometry.of(3, padding=1)
-    print(f"threads={torch.get_num_threads()} batch={args.batch} (times in ms, ratio = time / "
+    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch} (times in ms, ratio = time / "
           "float32 F.conv2d)")
     print(f"{'layer':10} {'table':9} {'rank':>4} {'backend':9} {'ms':>9} {'ratio':>7}  auto->")
     worst = 0.0
@@ -109,10 +129,10 @@ def main() -> None:
             ref = reference.conv2d(x[:2], w, table, geom)
             for name in names:
                 assert torch.equal(lut_conv2d(x[:2], w, table, geom, backend=name), ref), name
-            times = best_of(fns, args.repeats)
+            times = median_of(fns, args.repeats)
             chosen = choose_backend(table, x.device, "auto", Problem(
                 "conv2d", x.device, x.shape[0] * ch * hw * hw * ch * 9, ch, 9, x.numel(),
-                x.shape[0] * ch * hw * hw)).name
+                x.shape[0] * ch * hw * hw, ch)).name
             base = times["float32"]
             for name in ["float32", *names, "auto"]:
                 ratio = times[name] / base

@@ -21,7 +21,19 @@ from axdnn.analysis.significance import (
 )
 
 __all__ = [
-    "FilterScore", "NoiseLibrary", "SelectionResult", "SensitivityResult", "SignificanceResult",
-    "component_model_check", "conv_layers", "filter_significance", "mask_points", "masked_filters",
-    "multiplier_costs", "prune_comparison", "real_accuracy", "select_components", "sensitivity_sweep",
+    "FilterScore",
+    "NoiseLibrary",
+    "SelectionResult",
+    "SensitivityResult",
+    "SignificanceResult",
+    "component_model_check",
+    "conv_layers",
+    "filter_significance",
+    "mask_points",
+    "masked_filters",
+    "multiplier_costs",
+    "prune_comparison",
+    "real_accuracy",
+    "select_components",
+    "sensitivity_sweep",
 ]

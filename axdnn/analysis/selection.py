@@ -27,11 +27,14 @@ from torch import nn
 from axdnn.arith import get_multiplier
 from axdnn.errors import InjectionError
 from axdnn.inject import Site, activation_histograms, component_noise, wilson_interval
+from axdnn.inject.error_models import Clamp
 from axdnn.inject.injector import predict_with_faults
 from axdnn.nn import ApproxConv2d, ApproxLinear, LayerSpec, Plan, approximate
 
 
-def multiplier_costs(specs: Sequence[str], costs: Mapping[str, float] | None = None) -> tuple[dict[str, float], str]:
+def multiplier_costs(
+    specs: Sequence[str], costs: Mapping[str, float] | None = None
+) -> tuple[dict[str, float], str]:
     """Cost of each candidate and the rule used (`given`, `power_mw` or `1-nmed`)."""
     if costs:
         missing = [s for s in specs if s not in costs]
@@ -49,13 +52,18 @@ def _approx_layers(approx: nn.Module) -> dict[str, nn.Module]:
 
 
 @torch.no_grad()
-def layer_inputs_shapes(model: nn.Module, names: Sequence[str], example: torch.Tensor) -> dict[str, tuple]:
+def layer_inputs_shapes(
+    model: nn.Module, names: Sequence[str], example: torch.Tensor
+) -> dict[str, tuple]:
     """Per-sample input shape of each named layer."""
     modules = dict(model.named_modules())
     shapes, handles = {}, []
     for name in names:
-        handles.append(modules[name].register_forward_pre_hook(
-            lambda _m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))))
+        handles.append(
+            modules[name].register_forward_pre_hook(
+                lambda _m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))
+            )
+        )
     was_training = model.training
     model.eval()
     try:
@@ -70,12 +78,19 @@ def layer_inputs_shapes(model: nn.Module, names: Sequence[str], example: torch.T
 class NoiseLibrary:
     """Component noise of every candidate multiplier in every layer, derived once."""
 
-    def __init__(self, model: nn.Module, specs: Sequence[str], calibration: torch.Tensor, seed: int = 0,
-                 positional: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        specs: Sequence[str],
+        calibration: torch.Tensor,
+        seed: int = 0,
+        positional: bool = True,
+    ) -> None:
         self.model = model
         self.noise: dict[tuple[str, str], object] = {}
         self.summaries: dict[tuple[str, str], dict] = {}
         self.layers: list[str] = []
+        self.ranges: dict[tuple[str, str], Clamp] = {}
         for spec in specs:
             approx = approximate(model, Plan.uniform(spec), calibration, seed=seed)
             layers = _approx_layers(approx)
@@ -86,47 +101,79 @@ class NoiseLibrary:
                 noise, summary = component_noise(layer, shapes[name], hists[name], name)
                 self.noise[(name, spec)] = noise
                 self.summaries[(name, spec)] = summary.to_dict()
+                self.ranges[(name, spec)] = _input_range(layer)
 
     def predict(
-        self, choice: Mapping[str, str], inputs: torch.Tensor, labels: torch.Tensor,
-        repeats: int = 3, seed: int = 0,
+        self,
+        choice: Mapping[str, str],
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        repeats: int = 3,
+        seed: int = 0,
     ) -> tuple[float, float, float]:
         """Predicted accuracy (and Wilson interval) with the chosen multipliers' noise injected."""
         active = [(n, s) for n, s in choice.items() if s is not None]
         if not active:
             acc = _accuracy(self.model, inputs, labels)
             return acc, acc, acc
-        sites = [Site(n) for n, _ in active]
-        models = [self.noise[(n, s)] for n, s in active]
+        sites = [Site(n) for n, _ in active] + [Site(n, "input") for n, _ in active]
+        models = [self.noise[(n, s)] for n, s in active] + [self.ranges[(n, s)] for n, s in active]
         hits = 0
         for r in range(repeats):
-            pred = predict_with_faults(self.model, inputs, sites, models, seed + 104_729 * r, r * len(inputs))
+            pred = predict_with_faults(
+                self.model, inputs, sites, models, seed + 104_729 * r, r * len(inputs)
+            )
             hits += int((pred == labels.cpu()).sum())
         ci = wilson_interval(hits, len(labels) * repeats)
         return ci.estimate, ci.low, ci.high
 
 
+def _input_range(layer) -> Clamp:
+    """The real-valued range an approximate layer's activation codes can represent."""
+    scheme = layer.a_scheme
+    qmin = -scheme.qmax if scheme.symmetric and scheme.signed else scheme.qmin
+    scale, zero = float(layer.act_scale), int(layer.act_zero)
+    return Clamp(scale * (qmin - zero), scale * (scheme.qmax - zero))
+
+
 @torch.no_grad()
-def _accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+def _accuracy(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> float:
     was_training = model.training
     model.eval()
     try:
-        pred = torch.cat([model(inputs[i : i + batch_size]).argmax(1).cpu()
-                          for i in range(0, len(inputs), batch_size)])
+        pred = torch.cat(
+            [
+                model(inputs[i : i + batch_size]).argmax(1).cpu()
+                for i in range(0, len(inputs), batch_size)
+            ]
+        )
     finally:
         model.train(was_training)
     return float((pred == labels.cpu()).float().mean())
 
 
-def real_accuracy(model: nn.Module, plan: Plan, calibration: torch.Tensor, inputs: torch.Tensor,
-                  labels: torch.Tensor, seed: int = 0) -> float:
+def real_accuracy(
+    model: nn.Module,
+    plan: Plan,
+    calibration: torch.Tensor,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int = 0,
+) -> float:
     """Accuracy under real table simulation of a plan."""
     return _accuracy(approximate(model, plan, calibration, seed=seed), inputs, labels)
 
 
 def component_model_check(
-    model: nn.Module, specs: Sequence[str], calibration: torch.Tensor, inputs: torch.Tensor,
-    labels: torch.Tensor, repeats: int = 3, seed: int = 0,
+    model: nn.Module,
+    specs: Sequence[str],
+    calibration: torch.Tensor,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    repeats: int = 3,
+    seed: int = 0,
 ) -> list[dict]:
     """For each multiplier on every layer: accuracy predicted by the noise model vs real table
     simulation (and the float accuracy for reference)."""
@@ -134,11 +181,21 @@ def component_model_check(
     rows = []
     for spec in specs:
         library = NoiseLibrary(model, [spec], calibration, seed)
-        pred, low, high = library.predict({n: spec for n in library.layers}, inputs, labels, repeats, seed)
+        pred, low, high = library.predict(
+            {n: spec for n in library.layers}, inputs, labels, repeats, seed
+        )
         real = real_accuracy(model, Plan.uniform(spec), calibration, inputs, labels, seed)
-        rows.append({"multiplier": spec, "float_accuracy": float_acc, "predicted_accuracy": pred,
-                     "predicted_low": low, "predicted_high": high, "real_accuracy": real,
-                     "difference": pred - real})
+        rows.append(
+            {
+                "multiplier": spec,
+                "float_accuracy": float_acc,
+                "predicted_accuracy": pred,
+                "predicted_low": low,
+                "predicted_high": high,
+                "real_accuracy": real,
+                "difference": pred - real,
+            }
+        )
     return rows
 
 
@@ -196,8 +253,14 @@ def select_components(
         for spec in order:
             trial = {**choice, layer: spec}
             acc, _, _ = library.predict(trial, inputs, labels, repeats, seed)
-            steps.append({"layer": layer, "multiplier": spec, "predicted_accuracy": acc,
-                          "accepted": baseline - acc <= budget})
+            steps.append(
+                {
+                    "layer": layer,
+                    "multiplier": spec,
+                    "predicted_accuracy": acc,
+                    "accepted": baseline - acc <= budget,
+                }
+            )
             if baseline - acc <= budget:
                 choice[layer] = spec
                 break
@@ -209,8 +272,23 @@ def select_components(
         vy = labels if verify_labels is None else verify_labels
         real = real_accuracy(model, plan, calibration, vx, vy, seed)
     chosen = [cost[s] for s in choice.values() if s is not None]
-    rel = float(np.mean([*chosen, *[1.0] * sum(s is None for s in choice.values())])) if choice else 1.0
+    rel = (
+        float(np.mean([*chosen, *[1.0] * sum(s is None for s in choice.values())]))
+        if choice
+        else 1.0
+    )
     return SelectionResult(
-        budget, rule, cost, baseline, choice, pred, low, high, real,
-        [n for n, s in choice.items() if s is None], rel, steps, plan.model_dump(),
+        budget,
+        rule,
+        cost,
+        baseline,
+        choice,
+        pred,
+        low,
+        high,
+        real,
+        [n for n, s in choice.items() if s is None],
+        rel,
+        steps,
+        plan.model_dump(),
     )

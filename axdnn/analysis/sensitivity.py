@@ -86,7 +86,8 @@ def sensitivity_sweep(
             em = parse_error_model(template.format(m=m))
             for r in range(repeats):
                 pred = predict_with_faults(
-                    model, inputs, [site], em, _site_seed(seed, si, mi), r * n, batch_size)
+                    model, inputs, [site], em, _site_seed(seed, si, mi), r * n, batch_size
+                )
                 correct[si, mi, r] = (pred == labels).numpy()
     curves = {}
     for si, site in enumerate(site_list):
@@ -94,12 +95,28 @@ def sensitivity_sweep(
         for mi, m in enumerate(magnitudes):
             k = int(correct[si, mi].sum())
             ci = wilson_interval(k, correct[si, mi].size, confidence)
-            points.append({"magnitude": float(m), "accuracy": ci.estimate, "low": ci.low, "high": ci.high,
-                           "drop": float(base_correct.mean() - ci.estimate)})
+            points.append(
+                {
+                    "magnitude": float(m),
+                    "accuracy": ci.estimate,
+                    "low": ci.low,
+                    "high": ci.high,
+                    "drop": float(base_correct.mean() - ci.estimate),
+                }
+            )
         curves[str(site)] = points
     ranking, stability = _rank(site_list, correct, base_correct, bootstrap, confidence, seed)
-    return SensitivityResult(template, [float(m) for m in magnitudes], float(base_correct.mean()), n,
-                             repeats, curves, ranking, stability, seed)
+    return SensitivityResult(
+        template,
+        [float(m) for m in magnitudes],
+        float(base_correct.mean()),
+        n,
+        repeats,
+        curves,
+        ranking,
+        stability,
+        seed,
+    )
 
 
 @torch.no_grad()
@@ -107,8 +124,12 @@ def _clean(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Ten
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(inputs[i : i + batch_size]).argmax(1).cpu()
-                          for i in range(0, len(inputs), batch_size)])
+        return torch.cat(
+            [
+                model(inputs[i : i + batch_size]).argmax(1).cpu()
+                for i in range(0, len(inputs), batch_size)
+            ]
+        )
     finally:
         model.train(was_training)
 
@@ -153,11 +174,17 @@ def _rank(sites, correct, base, bootstrap, confidence, seed):
     for si in np.argsort(ranks):
         per_sample = base.astype(float) - correct[si].mean(axis=(0, 1))
         ci = mean_interval(per_sample, confidence)
-        ranking.append({
-            "site": str(sites[si]), "rank": int(ranks[si]), "score": float(scores[si]),
-            "score_low": ci.low, "score_high": ci.high,
-            "rank_low": int(np.quantile(boot[:, si], alpha)), "rank_high": int(np.quantile(boot[:, si], 1 - alpha)),
-        })
+        ranking.append(
+            {
+                "site": str(sites[si]),
+                "rank": int(ranks[si]),
+                "score": float(scores[si]),
+                "score_low": ci.low,
+                "score_high": ci.high,
+                "rank_low": int(np.quantile(boot[:, si], alpha)),
+                "rank_high": int(np.quantile(boot[:, si], 1 - alpha)),
+            }
+        )
     repeat_tau = None
     if correct.shape[2] >= 2:
         half = correct.shape[2] // 2
@@ -167,7 +194,10 @@ def _rank(sites, correct, base, bootstrap, confidence, seed):
     taus_arr = np.array(taus) if taus else np.array([1.0])
     p05 = float(np.quantile(taus_arr, 0.05))
     stability = {
-        "bootstrap": bootstrap, "kendall_tau_mean": float(taus_arr.mean()), "kendall_tau_p05": p05,
-        "repeat_split_tau": repeat_tau, "stable": bool(p05 >= STABLE_TAU),
+        "bootstrap": bootstrap,
+        "kendall_tau_mean": float(taus_arr.mean()),
+        "kendall_tau_p05": p05,
+        "repeat_split_tau": repeat_tau,
+        "stable": bool(p05 >= STABLE_TAU),
     }
     return ranking, stability

@@ -18,7 +18,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -71,12 +70,18 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+def _accuracy(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> float:
     was_training = model.training
     model.eval()
     try:
-        pred = torch.cat([model(inputs[i : i + batch_size]).argmax(1).cpu()
-                          for i in range(0, len(inputs), batch_size)])
+        pred = torch.cat(
+            [
+                model(inputs[i : i + batch_size]).argmax(1).cpu()
+                for i in range(0, len(inputs), batch_size)
+            ]
+        )
     finally:
         model.train(was_training)
     return float((pred == labels.cpu()).float().mean())
@@ -109,13 +114,24 @@ def filter_significance(
         for k in range(module.out_channels):
             hits = 0
             for r in range(repeats):
-                pred = predict_with_faults(model, inputs, [Site(name, "output", k)], em,
-                                           seed * 7919 + li * 1009 + k, r * n)
+                pred = predict_with_faults(
+                    model, inputs, [Site(name, "output", k)], em, seed * 7919 + li * 1009 + k, r * n
+                )
                 hits += int((pred == labels).sum())
             ci = wilson_interval(hits, n * repeats, confidence)
             drop = base - ci.estimate
-            scores.append(FilterScore(name, k, ci.estimate, ci.low, ci.high, drop, float(l1[k]),
-                                      bool(drop >= threshold)))
+            scores.append(
+                FilterScore(
+                    name,
+                    k,
+                    ci.estimate,
+                    ci.low,
+                    ci.high,
+                    drop,
+                    float(l1[k]),
+                    bool(drop >= threshold),
+                )
+            )
     return SignificanceResult(error_model, threshold, base, n, repeats, scores, seed=seed)
 
 
@@ -128,14 +144,19 @@ def mask_points(model: nn.Module, layers: Sequence[str], example: torch.Tensor) 
     consumers: dict[str, str] = {}
     handles = []
     for name in layers:
-        handles.append(modules[name].register_forward_hook(
-            lambda _m, _a, out, name=name: produced.__setitem__(out.data_ptr(), name)))
+        handles.append(
+            modules[name].register_forward_hook(
+                lambda _m, _a, out, name=name: produced.__setitem__(out.data_ptr(), name)
+            )
+        )
     for name, module in modules.items():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
+
             def pre(_m, args, name=name):
                 src = produced.get(args[0].data_ptr())
                 if src is not None:
                     consumers.setdefault(src, name)
+
             handles.append(module.register_forward_pre_hook(pre))
     was_training = model.training
     model.eval()
@@ -149,7 +170,9 @@ def mask_points(model: nn.Module, layers: Sequence[str], example: torch.Tensor) 
 
 
 @contextlib.contextmanager
-def masked_filters(model: nn.Module, masks: dict[str, Sequence[int]], example: torch.Tensor) -> Iterator[None]:
+def masked_filters(
+    model: nn.Module, masks: dict[str, Sequence[int]], example: torch.Tensor
+) -> Iterator[None]:
     """Zero the given filters' channels (see the module docstring) while the block runs."""
     points = mask_points(model, list(masks), example)
     modules = dict(model.named_modules())
@@ -197,7 +220,13 @@ def prune_comparison(
             acc_sig = _accuracy(model, inputs, labels)
         with masked_filters(model, by_l1, example):
             acc_l1 = _accuracy(model, inputs, labels)
-        rows.append({"fraction": float(fraction), "pruned_filters": count,
-                     "significance_accuracy": acc_sig, "l1_accuracy": acc_l1,
-                     "advantage": acc_sig - acc_l1})
+        rows.append(
+            {
+                "fraction": float(fraction),
+                "pruned_filters": count,
+                "significance_accuracy": acc_sig,
+                "l1_accuracy": acc_l1,
+                "advantage": acc_sig - acc_l1,
+            }
+        )
     return rows

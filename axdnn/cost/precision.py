@@ -16,10 +16,12 @@ Pricing, on top of the energy model in `axdnn.cost.energy`:
   of at most 16 bits, else the fp32 adder (accumulation stays in fp16/fp32).
 - FPEC compensation (Compensated-DNN, Jain et al., DAC 2018): memory carries the 2 + c stored
   compensation bits per value; every compensated value adds one sparse compensation product per
-  MAC it takes part in, priced as a narrow multiply of the other operand by the (1 + c)-bit
-  error estimate plus an add at accumulator width. Per MAC that is ``f_w (E_mul(a, 1+c_w) +
-  E_add) + f_x (E_mul(w, 1+c_x) + E_add)`` with f the compensated fractions. This is an upper
-  bound: the paper's unit accumulates operands per error level and multiplies once per output.
+  MAC it takes part in, priced as a narrow multiply of the other operand (n bits) by the
+  (1 + c)-bit error estimate plus an add at the product's width n + 1 + c: the products are
+  summed in a narrow adder and merged into the accumulator once per output (amortised over the
+  fan-in, not counted). Per MAC: ``f_w (E_mul(a, 1+c_w) + E_add(a+1+c_w)) + f_x (E_mul(w,
+  1+c_x) + E_add(w+1+c_x))`` with f the compensated fractions (weights: counted on the weights;
+  activations: counted during calibration, else 1 - 2t for the skip threshold t).
 - `LayerPrecision` holds one multiply energy per MAC, so the compensation energy and a
   non-standard float width are folded into `mul_energy_scale` (relative to the multiplier the
   energy model would otherwise price); when weights and activations carry different numbers of
@@ -64,15 +66,16 @@ def _mul_energy(arith: str, profile: Mapping[str, Any], table: EnergyTable) -> f
     return table.fp32_mul
 
 
-def _compensation_energy(profile: Mapping[str, Any], acc_bits: int, table: EnergyTable) -> float:
-    """Energy (pJ per MAC) of the sparse FPEC compensation products."""
+def _compensation_energy(profile: Mapping[str, Any], table: EnergyTable) -> float:
+    """Energy (pJ per MAC) of the sparse FPEC compensation products and their narrow adds."""
     total = 0.0
     for side, other in (("weight", "act"), ("act", "weight")):
         comp_bits = int(profile.get(f"{side}_comp_bits") or 0)
         fraction = float(profile.get(f"{side}_comp_fraction") or 0.0)
         if comp_bits and fraction:
-            narrow = table.int_mul(int(profile[f"{other}_bits"]), comp_bits)
-            total += fraction * (narrow + table.int_add(acc_bits))
+            other_bits = int(profile[f"{other}_bits"])
+            narrow = table.int_mul(other_bits, comp_bits) + table.int_add(other_bits + comp_bits)
+            total += fraction * narrow
     return total
 
 
@@ -109,9 +112,7 @@ def precision_from_profile(
     else:
         kind, base = "fp32", table.fp32_mul
     scale = float(_get(profile, "mul_energy_scale", 1.0))
-    energy = scale * _mul_energy(arith, profile, table) + _compensation_energy(
-        profile, acc_bits, table
-    )
+    energy = scale * _mul_energy(arith, profile, table) + _compensation_energy(profile, table)
     return LayerPrecision(
         weight_bits=stored_w,
         act_bits=stored_a,

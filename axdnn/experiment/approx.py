@@ -104,9 +104,15 @@ def render_approx_evaluate(record: dict) -> str:
     if record["approximation"]:
         lines.append("layers:")
         for layer in record["approximation"]["layers"]:
-            how = layer["multiplier"] if layer["status"] == "approximate" else f"exact: {layer['reason']}"
+            how = _layer_hardware(layer) if layer["status"] == "approximate" else f"exact: {layer['reason']}"
             lines.append(f"  {layer['name']:<24} {layer['kind']:<8} {how}")
     return "\n".join(lines)
+
+
+def _layer_hardware(layer: dict) -> str:
+    if layer.get("multiplier"):
+        return layer["multiplier"]
+    return f"weights {layer.get('weight_format') or 'float'}, inputs {layer.get('act_format') or 'float'}"
 
 
 def run_finetune(

@@ -13,7 +13,10 @@ import torch
 
 from axdnn.errors import InjectionError
 
-FLOAT_FORMATS = {"float32": (torch.float32, torch.int32, 32), "float16": (torch.float16, torch.int16, 16)}
+FLOAT_FORMATS = {
+    "float32": (torch.float32, torch.int32, 32),
+    "float16": (torch.float16, torch.int16, 16),
+}
 _INT = re.compile(r"^(u?)int(\d+)$")
 BIT_OPS = ("flip", "set", "clear")
 

@@ -68,7 +68,9 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         parse_error_model(self.error_model)
         if self.site_weighting not in WEIGHTINGS:
-            raise InjectionError(f"site_weighting {self.site_weighting!r}; expected one of {WEIGHTINGS}")
+            raise InjectionError(
+                f"site_weighting {self.site_weighting!r}; expected one of {WEIGHTINGS}"
+            )
         for key in ("batch_size", "block_size", "samples_per_trial", "min_trials"):
             if getattr(self, key) < 1:
                 raise InjectionError(f"campaign {self.name!r}: {key} must be >= 1")
@@ -107,7 +109,9 @@ def plan_campaign(model: nn.Module, inputs: torch.Tensor, config: CampaignConfig
     error_model = parse_error_model(config.error_model)
     sites = [parse_site(s) for s in config.sites] or layer_sites(model)
     if not sites:
-        raise InjectionError(f"campaign {config.name!r}: no sites given and the model has no layers")
+        raise InjectionError(
+            f"campaign {config.name!r}: no sites given and the model has no layers"
+        )
     weights_only = all(s.kind == "weight" for s in sites)
     if not weights_only and any(s.kind == "weight" for s in sites):
         raise InjectionError(
@@ -118,14 +122,27 @@ def plan_campaign(model: nn.Module, inputs: torch.Tensor, config: CampaignConfig
     sizes = np.array([size for _, size in regions], dtype=np.int64)
     offsets = np.array([offset for offset, _ in regions], dtype=np.int64)
     numel = np.array([int(np.prod(shape)) for shape in shapes], dtype=np.int64)
-    weights = sizes.astype(np.float64) if config.site_weighting == "elements" else np.ones(len(sites))
+    weights = (
+        sizes.astype(np.float64) if config.site_weighting == "elements" else np.ones(len(sites))
+    )
     scope = config.scope or error_model.default_scope
     per_fault = _fault_choices(error_model) if scope == "element" else HUGE_POPULATION
-    population = min(HUGE_POPULATION, int(sizes.sum()) * per_fault * (1 if weights_only else len(inputs)))
+    population = min(
+        HUGE_POPULATION, int(sizes.sum()) * per_fault * (1 if weights_only else len(inputs))
+    )
     planned = config.trials or leveugle_sample_size(population, config.margin, config.confidence)
     perm = np.random.default_rng(config.seed).permutation(len(inputs))
     return CampaignPlan(
-        sites, shapes, sizes, np.cumsum(weights), planned, population, weights_only, perm, offsets, numel
+        sites,
+        shapes,
+        sizes,
+        np.cumsum(weights),
+        planned,
+        population,
+        weights_only,
+        perm,
+        offsets,
+        numel,
     )
 
 
@@ -133,7 +150,13 @@ def _fault_choices(model: ErrorModel) -> int:
     fmt, bit = getattr(model, "fmt", None), getattr(model, "bit", "n/a")
     if fmt is not None and bit is None:
         return format_width(fmt)
-    return 1 if fmt is not None else HUGE_POPULATION if model.kind in ("random", "gaussian", "uniform") else 1
+    return (
+        1
+        if fmt is not None
+        else HUGE_POPULATION
+        if model.kind in ("random", "gaussian", "uniform")
+        else 1
+    )
 
 
 @dataclass
@@ -162,9 +185,13 @@ class CampaignResult:
 
 
 @torch.no_grad()
-def golden_predictions(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def golden_predictions(
+    model: nn.Module, inputs: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     """Fault-free top-1 of every input."""
-    preds = [model(inputs[i : i + batch_size]).argmax(dim=1) for i in range(0, len(inputs), batch_size)]
+    preds = [
+        model(inputs[i : i + batch_size]).argmax(dim=1) for i in range(0, len(inputs), batch_size)
+    ]
     return torch.cat(preds).cpu()
 
 
@@ -173,7 +200,12 @@ class _Runner:
 
     def __init__(self, model, inputs, labels, golden, plan, config, error_model, injector):
         self.model, self.inputs, self.labels, self.golden = model, inputs, labels, golden
-        self.plan, self.config, self.error_model, self.injector = plan, config, error_model, injector
+        self.plan, self.config, self.error_model, self.injector = (
+            plan,
+            config,
+            error_model,
+            injector,
+        )
         self.scope = config.scope or error_model.default_scope
         self.seed = config.seed
 
@@ -201,7 +233,11 @@ class _Runner:
         rows_t = torch.from_numpy(order % bs)
         index_t = elem_t = values_t = None
         if elements is not None:
-            flat = (order % bs) * plan.numel[sites[order]] + plan.offsets[sites[order]] + elements[order]
+            flat = (
+                (order % bs) * plan.numel[sites[order]]
+                + plan.offsets[sites[order]]
+                + elements[order]
+            )
             index_t, elem_t = torch.from_numpy(flat), torch.from_numpy(elements[order])
             block_draws = Draws(self.seed, ids, None, cache, np.arange(len(ids)))
             values = self.error_model.replacement(block_draws)
@@ -209,7 +245,8 @@ class _Runner:
         groups: dict[int, list[tuple[int, int, int]]] = {}
         for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
             groups.setdefault(int(keys[a]) // len(plan.sites), []).append(
-                (int(keys[a]) % len(plan.sites), a, b))
+                (int(keys[a]) % len(plan.sites), a, b)
+            )
         preds = []
         for batch, first in enumerate(range(0, len(ids), bs)):
             chunk = slice(first, min(first + bs, len(ids)))
@@ -217,7 +254,11 @@ class _Runner:
             for s, a, b in groups.get(batch, []):
                 pos = order[a:b]
                 faults[s] = SiteFaults(
-                    rows_t[a:b], ids[pos], None if elem_t is None else elem_t[a:b], cache, pos,
+                    rows_t[a:b],
+                    ids[pos],
+                    None if elem_t is None else elem_t[a:b],
+                    cache,
+                    pos,
                     None if index_t is None else index_t[a:b],
                     None if values_t is None else values_t[a:b],
                 )
@@ -237,15 +278,28 @@ class _Runner:
         ids = np.array([t])
         site_index = int(plan.site_of(self.seed, ids)[0])
         site = plan.sites[site_index]
-        element = int(plan.element_of(self.seed, ids, np.array([site_index]))[0]) if self.scope == "element" else None
+        element = (
+            int(plan.element_of(self.seed, ids, np.array([site_index]))[0])
+            if self.scope == "element"
+            else None
+        )
         samples = plan.perm[(t * spt + np.arange(spt)) % n]
-        with weight_fault(self.model, site, self.error_model, t, self.seed, element, self.scope) as (orig, new):
+        with weight_fault(
+            self.model, site, self.error_model, t, self.seed, element, self.scope
+        ) as (orig, new):
             pred = self.model(self.inputs[samples]).argmax(dim=1).cpu()
         labels, golden = self.labels[samples], self.golden[samples]
         return {
-            "trial": t, "block": -1, "site": str(site), "sample": int(samples[0]), "element": element,
-            "original": orig, "corrupted": _num(new), "n_samples": spt,
-            "n_correct": int((pred == labels).sum()), "n_flipped": int((pred != golden).sum()),
+            "trial": t,
+            "block": -1,
+            "site": str(site),
+            "sample": int(samples[0]),
+            "element": element,
+            "original": orig,
+            "corrupted": _num(new),
+            "n_samples": spt,
+            "n_correct": int((pred == labels).sum()),
+            "n_flipped": int((pred != golden).sum()),
             "golden_correct": int((golden == labels).sum()),
         }
 
@@ -254,7 +308,13 @@ class _BlockOutcome:
     """Outcomes of a block of activation trials, kept as arrays until they are stored."""
 
     def __init__(self, ids, samples, sites, elements, names) -> None:
-        self.ids, self.samples, self.sites, self.elements, self.names = ids, samples, sites, elements, names
+        self.ids, self.samples, self.sites, self.elements, self.names = (
+            ids,
+            samples,
+            sites,
+            elements,
+            names,
+        )
         self.original = np.full(len(ids), np.nan)
         self.corrupted = np.full(len(ids), np.nan)
         self.pred = self.labels = self.golden = None
@@ -275,12 +335,19 @@ class _BlockOutcome:
         flipped = (self.pred != self.golden).numpy()
         golden_ok = (self.golden == self.labels).numpy()
         return [
-            {"trial": int(t), "block": -1, "site": self.names[self.sites[i]],
-             "sample": int(self.samples[i]),
-             "element": None if self.elements is None else int(self.elements[i]),
-             "original": _num(self.original[i]), "corrupted": _num(self.corrupted[i]),
-             "n_samples": 1, "n_correct": int(correct[i]), "n_flipped": int(flipped[i]),
-             "golden_correct": int(golden_ok[i])}
+            {
+                "trial": int(t),
+                "block": -1,
+                "site": self.names[self.sites[i]],
+                "sample": int(self.samples[i]),
+                "element": None if self.elements is None else int(self.elements[i]),
+                "original": _num(self.original[i]),
+                "corrupted": _num(self.corrupted[i]),
+                "n_samples": 1,
+                "n_correct": int(correct[i]),
+                "n_flipped": int(flipped[i]),
+                "golden_correct": int(golden_ok[i]),
+            }
             for i, t in enumerate(self.ids)
         ]
 
@@ -319,11 +386,14 @@ def run_campaign(
     golden = golden_predictions(model, inputs)
     before = state_hash(model)
     owner, ran, started = owner_id(), 0, time.perf_counter()
-    injector = None if plan.weights_only else Injector(
-        model, plan.sites, error_model, plan.shapes, config.scope, config.seed)
+    injector = (
+        None
+        if plan.weights_only
+        else Injector(model, plan.sites, error_model, plan.shapes, config.scope, config.seed)
+    )
     bar = tqdm(total=plan.planned, desc=config.name, disable=not progress, leave=False)
     try:
-        with torch.no_grad(), (injector if injector is not None else _null()):
+        with torch.no_grad(), injector if injector is not None else _null():
             runner = _Runner(model, inputs, labels, golden, plan, config, error_model, injector)
             while (claim := store.claim(config.name, owner, lease_s)) is not None:
                 block, start, stop = claim
@@ -360,18 +430,27 @@ class _null:
 
 def _fingerprint(inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     x = inputs.detach().float().cpu()
-    return {"n": len(x), "shape": list(x.shape[1:]), "sum": round(float(x.double().sum()), 3),
-            "labels": int(labels.long().sum())}
+    return {
+        "n": len(x),
+        "shape": list(x.shape[1:]),
+        "sum": round(float(x.double().sum()), 3),
+        "labels": int(labels.long().sum()),
+    }
 
 
 def _converged(store: CampaignStore, config: CampaignConfig) -> bool:
     overall = store.totals(config.name)["overall"]
-    return should_stop(int(overall["critical"]), int(overall["trials"]), config.margin,
-                       config.confidence, config.min_trials)
+    return should_stop(
+        int(overall["critical"]),
+        int(overall["trials"]),
+        config.margin,
+        config.confidence,
+        config.min_trials,
+    )
 
 
 def campaign_result(store: CampaignStore | str | Path, name: str) -> CampaignResult:
-    """Statistics of a stored campaign: critical-fault rate (Wilson), accuracy drop (t), per site."""
+    """Statistics of a stored campaign: critical rate (Wilson), accuracy drop (t), per site."""
     store = store if isinstance(store, CampaignStore) else CampaignStore(store)
     info = store.campaign(name)
     if info is None:
@@ -383,19 +462,29 @@ def campaign_result(store: CampaignStore | str | Path, name: str) -> CampaignRes
     def summary(t: dict) -> dict:
         n = int(t["trials"])
         return {
-            "trials": n, "critical": int(t["critical"]),
+            "trials": n,
+            "critical": int(t["critical"]),
             "critical_rate": wilson_interval(int(t["critical"]), n, conf).to_dict(),
-            "accuracy_drop": mean_interval_from_sums(t["drop_sum"], t["drop_sq"], n, conf).to_dict(),
+            "accuracy_drop": mean_interval_from_sums(
+                t["drop_sum"], t["drop_sq"], n, conf
+            ).to_dict(),
         }
 
     per_site = [{"site": s, **summary(t)} for s, t in totals["sites"].items()]
     samples = max(int(overall["samples"]), 1)
     head = summary(overall)
     return CampaignResult(
-        name=name, store=store.url, status=info["status"], planned=info["planned"],
-        trials=head["trials"], blocks=store.block_counts(name),
-        error_model=info["config"]["error_model"], sites=list(info["config"]["sites"]),
-        critical_rate=head["critical_rate"], accuracy_drop=head["accuracy_drop"],
-        golden_accuracy=overall["golden_correct"] / samples, faulty_accuracy=overall["correct"] / samples,
+        name=name,
+        store=store.url,
+        status=info["status"],
+        planned=info["planned"],
+        trials=head["trials"],
+        blocks=store.block_counts(name),
+        error_model=info["config"]["error_model"],
+        sites=list(info["config"]["sites"]),
+        critical_rate=head["critical_rate"],
+        accuracy_drop=head["accuracy_drop"],
+        golden_accuracy=overall["golden_correct"] / samples,
+        faulty_accuracy=overall["correct"] / samples,
         per_site=per_site,
     )

@@ -50,7 +50,9 @@ class ComponentSummary:
         return dict(vars(self))
 
 
-def product_moments(error_table: torch.Tensor, act_hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def product_moments(
+    error_table: torch.Tensor, act_hist: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of e(a, b) over a ~ act_hist, for every weight index b (float64).
     A 2-d histogram (one row per input channel) gives one row of moments per channel."""
     p = act_hist.double()
@@ -83,7 +85,9 @@ def component_noise(
     codes, or one per input channel (C x 2**bits, more faithful: channels differ, e.g. in how
     often ReLU zeroes them); it defaults to the layer's own calibration histogram."""
     if not isinstance(layer, (ApproxConv2d, ApproxLinear)):
-        raise InjectionError(f"component noise needs an approximate layer, got {type(layer).__name__}")
+        raise InjectionError(
+            f"component noise needs an approximate layer, got {type(layer).__name__}"
+        )
     name = name or layer.layer_name
     hist = layer.act_hist if act_hist is None else act_hist
     if isinstance(layer, ApproxConv2d) and hist.dim() == 4:
@@ -98,7 +102,8 @@ def component_noise(
         shape = [1, per_group] + [1] * (wi.dim() - 2)
         chan = torch.arange(per_group).reshape(shape)
         chan = chan + (torch.arange(wi.shape[0]) // (wi.shape[0] // groups) * per_group).reshape(
-            [-1] + [1] * (wi.dim() - 1))
+            [-1] + [1] * (wi.dim() - 1)
+        )
         chan = chan.expand_as(wi)
         mu_w, var_w = mu[chan, wi], var[chan, wi]
     scale = float(layer.act_scale) * ws
@@ -109,14 +114,18 @@ def component_noise(
         pad_index = int(code_index(layer.act_zero.cpu().long(), layer.a_scheme.bits))
         pad_err = layer.multiplier.error_table().double()[pad_index][wi]
         ones = torch.ones(1, *input_shape, dtype=torch.float64)
-        kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+        kw = dict(
+            stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups
+        )
         real_mu = F.conv2d(ones, mu_w, **kw)[0]
         real_var = F.conv2d(ones, var_w, **kw)[0]
         pad_mu = pad_err.sum(dim=(1, 2, 3)).reshape(-1, 1, 1) - F.conv2d(ones, pad_err, **kw)[0]
         view = scale.reshape(-1, 1, 1)
         mean = (real_mu + pad_mu) * view
         std = real_var.clamp(min=0).sqrt() * view
-    noise = ComponentNoise(mean=mean.float(), std=std.float(), label=f"{name}:{layer.multiplier.name}")
+    noise = ComponentNoise(
+        mean=mean.float(), std=std.float(), label=f"{name}:{layer.multiplier.name}"
+    )
     summary = ComponentSummary(
         layer=name,
         multiplier=layer.multiplier.name,
@@ -129,14 +138,19 @@ def component_noise(
 
 @torch.no_grad()
 def activation_histograms(
-    model: nn.Module, approx: nn.Module, inputs: torch.Tensor, batch_size: int = 256,
+    model: nn.Module,
+    approx: nn.Module,
+    inputs: torch.Tensor,
+    batch_size: int = 256,
     positional: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Histogram of each approximate layer's activation codes per input channel (C x 2**bits),
     observed at the inputs of the same-named layers of the float `model` and quantized with the
     approximate layer's final calibrated scale and zero point (the layer's own `act_hist` is one
     histogram for all channels, taken with the range as it grew)."""
-    layers = {n: m for n, m in approx.named_modules() if isinstance(m, (ApproxConv2d, ApproxLinear))}
+    layers = {
+        n: m for n, m in approx.named_modules() if isinstance(m, (ApproxConv2d, ApproxLinear))
+    }
     hists: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
     handles = []
@@ -151,22 +165,36 @@ def activation_histograms(
             if positional and isinstance(layer, ApproxConv2d):
                 bins = 1 << layer.a_scheme.bits
                 cells = idx[0].numel()
-                flat = idx.reshape(idx.shape[0], -1) * 0 + torch.arange(cells) * bins + idx.reshape(idx.shape[0], -1)
-                counts = torch.bincount(flat.flatten(), minlength=cells * bins).reshape(*idx.shape[1:], bins)
+                flat = (
+                    idx.reshape(idx.shape[0], -1) * 0
+                    + torch.arange(cells) * bins
+                    + idx.reshape(idx.shape[0], -1)
+                )
+                counts = torch.bincount(flat.flatten(), minlength=cells * bins).reshape(
+                    *idx.shape[1:], bins
+                )
                 hists[name] = hists[name] + counts if name in hists else counts
                 return
             channels = idx.shape[1] if isinstance(layer, ApproxConv2d) else idx.shape[-1]
             bins = 1 << layer.a_scheme.bits
-            per_channel = idx.movedim(1, 0) if isinstance(layer, ApproxConv2d) else idx.reshape(-1, channels).T
+            per_channel = (
+                idx.movedim(1, 0)
+                if isinstance(layer, ApproxConv2d)
+                else idx.reshape(-1, channels).T
+            )
             flat = per_channel.reshape(channels, -1) + torch.arange(channels).reshape(-1, 1) * bins
-            counts = torch.bincount(flat.flatten(), minlength=channels * bins).reshape(channels, bins)
+            counts = torch.bincount(flat.flatten(), minlength=channels * bins).reshape(
+                channels, bins
+            )
             hists[name] = hists[name] + counts if name in hists else counts
 
         return record
 
     for name in layers:
         if name not in modules:
-            raise InjectionError(f"layer {name!r} of the approximate model is not in the float model")
+            raise InjectionError(
+                f"layer {name!r} of the approximate model is not in the float model"
+            )
         handles.append(modules[name].register_forward_pre_hook(hook(name)))
     was_training = model.training
     model.eval()
@@ -180,7 +208,9 @@ def activation_histograms(
     return hists
 
 
-def _positional_conv(layer: ApproxConv2d, hist: torch.Tensor, name: str) -> tuple[ComponentNoise, ComponentSummary]:
+def _positional_conv(
+    layer: ApproxConv2d, hist: torch.Tensor, name: str
+) -> tuple[ComponentNoise, ComponentSummary]:
     """Conv noise from histograms per input channel AND position (C x H x W x 2**bits): the mean
     and variance of every tap's error come from the distribution at the pixel it reads, so the
     maps follow the spatial structure of the data (e.g. digit strokes vs background). Computed
@@ -195,17 +225,34 @@ def _positional_conv(layer: ApproxConv2d, hist: torch.Tensor, name: str) -> tupl
     pad_index = int(code_index(layer.act_zero.cpu().long(), layer.a_scheme.bits))
     ph, pw = layer.padding
     maps = []
-    for moments, pad_value in ((mu, err[pad_index]), (var.clamp(min=0), torch.zeros(nb, dtype=torch.float64))):
+    for moments, pad_value in (
+        (mu, err[pad_index]),
+        (var.clamp(min=0), torch.zeros(nb, dtype=torch.float64)),
+    ):
         m = moments.permute(0, 3, 1, 2)  # C, B, H, W
         padded = pad_value.reshape(1, nb, 1, 1).expand(c, nb, h + 2 * ph, w + 2 * pw).clone()
         padded[:, :, ph : ph + h, pw : pw + w] = m
         onehot = F.one_hot(wi, nb).double().permute(0, 1, 4, 2, 3)  # O, C/g, B, kh, kw
         onehot = onehot.reshape(wi.shape[0], -1, *wi.shape[2:])
-        maps.append(F.conv2d(padded.reshape(1, c * nb, h + 2 * ph, w + 2 * pw), onehot,
-                             stride=layer.stride, dilation=layer.dilation, groups=layer.groups)[0])
+        maps.append(
+            F.conv2d(
+                padded.reshape(1, c * nb, h + 2 * ph, w + 2 * pw),
+                onehot,
+                stride=layer.stride,
+                dilation=layer.dilation,
+                groups=layer.groups,
+            )[0]
+        )
     scale = (float(layer.act_scale) * ws).reshape(-1, 1, 1)
     mean, std = maps[0] * scale, maps[1].clamp(min=0).sqrt() * scale
-    noise = ComponentNoise(mean=mean.float(), std=std.float(), label=f"{name}:{layer.multiplier.name}")
-    summary = ComponentSummary(name, layer.multiplier.name, int(layer.weight[0].numel()),
-                               float(mean.mean()), float(std.square().mean().sqrt()))
+    noise = ComponentNoise(
+        mean=mean.float(), std=std.float(), label=f"{name}:{layer.multiplier.name}"
+    )
+    summary = ComponentSummary(
+        name,
+        layer.multiplier.name,
+        int(layer.weight[0].numel()),
+        float(mean.mean()),
+        float(std.square().mean().sqrt()),
+    )
     return noise, summary

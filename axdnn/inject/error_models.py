@@ -22,11 +22,12 @@ import torch
 
 from axdnn.errors import InjectionError
 from axdnn.inject.bits import apply_bits, format_width, int_scale
-from axdnn.inject.rng import trial_generator, trial_uniform
+from axdnn.inject.rng import element_uniform, trial_generator, trial_uniform
 
 SCOPES = ("element", "all")
 RELATIVE = ("absolute", "std", "max_abs")
 MODEL_STREAM = 16  # first rng stream an error model may use (lower ones pick site/sample/element)
+SMALL_REGION = 4096  # regions up to this size draw noise from the counter-based hash
 
 
 class StreamCache:
@@ -79,18 +80,25 @@ class Draws:
         if self.cache is not None:
             cols = [self.cache.get(stream + j)[self.positions] for j in range(k)]
         else:
-            cols = [trial_uniform(self.seed, self.trials, MODEL_STREAM + stream + j) for j in range(k)]
+            cols = [
+                trial_uniform(self.seed, self.trials, MODEL_STREAM + stream + j) for j in range(k)
+            ]
         if k == 1:
             return torch.from_numpy(cols[0]).reshape(-1, 1)
         return torch.from_numpy(np.stack(cols, axis=1))
 
     def normal(self, m: int, stream: int) -> torch.Tensor:
-        """(n, m) float32 standard normals; Box-Muller for single elements, else one seeded
-        generator per trial."""
+        """(n, m) float32 standard normals: Box-Muller on counter-based uniforms (one per trial
+        and element) for small regions, else one seeded generator per trial."""
         if m == 1:
             u = self.uniform(stream, 2)
             z = torch.sqrt(-2.0 * torch.log1p(-u[:, 0])) * torch.cos(2 * math.pi * u[:, 1])
             return z.to(torch.float32).reshape(-1, 1)
+        if m <= SMALL_REGION:
+            u1 = element_uniform(self.seed, self.trials, MODEL_STREAM + stream, m)
+            u2 = element_uniform(self.seed, self.trials, MODEL_STREAM + stream + 1, m)
+            z = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2 * math.pi * u2)
+            return torch.from_numpy(z.astype(np.float32))
         rows = [
             torch.randn(m, generator=trial_generator(self.seed, int(t), MODEL_STREAM + stream))
             for t in self.trials
@@ -346,6 +354,23 @@ class Quantize(ErrorModel):
         return self._format().quantize(values).to(values.dtype)
 
 
+@dataclass(frozen=True)
+class Clamp(ErrorModel):
+    """Saturate values to [low, high], as an integer datapath does at its calibrated range."""
+
+    kind: ClassVar[str] = "clamp"
+    default_scope: ClassVar[str] = "all"
+    low: float = -1.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.high >= self.low:
+            raise InjectionError(f"clamp: need low <= high, got low={self.low}, high={self.high}")
+
+    def corrupt(self, values: torch.Tensor, draws: Draws) -> torch.Tensor:
+        return values.clamp(self.low, self.high)
+
+
 @dataclass(frozen=True, eq=False)
 class ComponentNoise(ErrorModel):
     """Gaussian noise with a per-element mean and std (flattened like the site region): the error
@@ -391,10 +416,16 @@ MODELS: dict[str, type[ErrorModel]] = {
     "gaussian": AdditiveNoise,
     "uniform": UniformNoise,
     "quantize": Quantize,
+    "clamp": Clamp,
 }
 _POSITIONAL = {
-    "bitflip": "fmt", "stuck0": "fmt", "stuck1": "fmt", "stuck": "fmt",
-    "value": "value", "gaussian": "std", "uniform": "std",
+    "bitflip": "fmt",
+    "stuck0": "fmt",
+    "stuck1": "fmt",
+    "stuck": "fmt",
+    "value": "value",
+    "gaussian": "std",
+    "uniform": "std",
 }
 _ALIASES = {"rel": "relative_to", "format": "fmt", "lo": "low", "hi": "high"}
 FORMS = (
@@ -404,6 +435,7 @@ FORMS = (
     "random[,low=L][,high=H]",
     "gaussian|uniform[:STD][,mean=M][,rel=absolute|std|max_abs]",
     "quantize:FORMAT  (any axdnn.formats spec)",
+    "clamp,low=L,high=H",
 )
 
 
@@ -417,14 +449,20 @@ def parse_error_model(text: str | ErrorModel) -> ErrorModel:
     head, _, first_opts = head.partition(",")
     kind = head.strip().lower()
     if kind not in MODELS:
-        raise InjectionError(f"unknown error model {kind!r} in {text!r}; expected one of: {'; '.join(FORMS)}")
+        raise InjectionError(
+            f"unknown error model {kind!r} in {text!r}; expected one of: {'; '.join(FORMS)}"
+        )
     if kind == "quantize":
         if not rest:
-            raise InjectionError(f"error model {text!r}: quantize needs a format, e.g. quantize:int4")
+            raise InjectionError(
+                f"error model {text!r}: quantize needs a format, e.g. quantize:int4"
+            )
         return Quantize(rest.strip())
     items = [p for p in f"{first_opts},{rest}".split(",") if p.strip()]
     if first_opts and rest:
-        raise InjectionError(f"error model {text!r}: put options after the argument, e.g. gaussian:0.1,rel=std")
+        raise InjectionError(
+            f"error model {text!r}: put options after the argument, e.g. gaussian:0.1,rel=std"
+        )
     kwargs: dict[str, Any] = {}
     if kind in ("stuck0", "stuck1"):
         kwargs["level"] = int(kind[-1])

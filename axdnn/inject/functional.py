@@ -17,14 +17,49 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-_SKIP = {"__get__", "__set__", "__getitem__", "__setitem__", "size", "dim", "numel", "__len__",
-         "__repr__", "__format__", "__bool__", "__index__", "__int__", "__float__", "item",
-         "tolist", "_has_compatible_shallow_copy_type", "__torch_function__", "__iter__",
-         "is_floating_point", "__contains__", "__hash__", "__eq__ambiguous"}
-_RENAME = {"radd": "add", "iadd": "add", "rsub": "sub", "isub": "sub", "rmul": "mul", "imul": "mul",
-           "rmatmul": "matmul", "imatmul": "matmul", "truediv": "div", "rtruediv": "div",
-           "itruediv": "div", "floordiv": "floor_divide", "rfloordiv": "floor_divide",
-           "neg": "neg", "rpow": "pow", "ipow": "pow"}
+_SKIP = {
+    "__get__",
+    "__set__",
+    "__getitem__",
+    "__setitem__",
+    "size",
+    "dim",
+    "numel",
+    "__len__",
+    "__repr__",
+    "__format__",
+    "__bool__",
+    "__index__",
+    "__int__",
+    "__float__",
+    "item",
+    "tolist",
+    "_has_compatible_shallow_copy_type",
+    "__torch_function__",
+    "__iter__",
+    "is_floating_point",
+    "__contains__",
+    "__hash__",
+    "__eq__ambiguous",
+}
+_RENAME = {
+    "radd": "add",
+    "iadd": "add",
+    "rsub": "sub",
+    "isub": "sub",
+    "rmul": "mul",
+    "imul": "mul",
+    "rmatmul": "matmul",
+    "imatmul": "matmul",
+    "truediv": "div",
+    "rtruediv": "div",
+    "itruediv": "div",
+    "floordiv": "floor_divide",
+    "rfloordiv": "floor_divide",
+    "neg": "neg",
+    "rpow": "pow",
+    "ipow": "pow",
+}
 
 
 def op_name(func: Callable) -> str | None:

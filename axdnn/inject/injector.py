@@ -57,8 +57,13 @@ class FaultPlan:
 
 
 def corrupt_rows(
-    tensor: torch.Tensor, faults: SiteFaults, model: ErrorModel, scope: str, seed: int,
-    offset: int, size: int,
+    tensor: torch.Tensor,
+    faults: SiteFaults,
+    model: ErrorModel,
+    scope: str,
+    seed: int,
+    offset: int,
+    size: int,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Apply `model` to the given rows of a batch tensor (in place on a contiguous tensor, which
     is returned); also returns the original and corrupted values in element scope."""
@@ -80,7 +85,9 @@ def corrupt_rows(
         return t, values, new
     flat = t.view(t.shape[0], -1)
     area = flat[faults.rows, offset : offset + size]
-    flat[faults.rows, offset : offset + size] = model.corrupt(area, faults.draws(seed, area)).to(flat.dtype)
+    flat[faults.rows, offset : offset + size] = model.corrupt(area, faults.draws(seed, area)).to(
+        flat.dtype
+    )
     return t, None, None
 
 
@@ -129,9 +136,15 @@ class Injector:
     ) -> None:
         self.model = model
         self.sites = list(sites)
-        models = [error_model] * len(self.sites) if isinstance(error_model, ErrorModel) else list(error_model)
+        models = (
+            [error_model] * len(self.sites)
+            if isinstance(error_model, ErrorModel)
+            else list(error_model)
+        )
         if len(models) != len(self.sites):
-            raise InjectionError(f"{len(models)} error models for {len(self.sites)} sites; give one or one per site")
+            raise InjectionError(
+                f"{len(models)} error models for {len(self.sites)} sites; give one or one per site"
+            )
         self.models = models
         self.scopes = [scope or m.default_scope for m in models]
         for sc in self.scopes:
@@ -139,7 +152,9 @@ class Injector:
                 raise InjectionError(f"unknown scope {sc!r}; expected one of {SCOPES}")
         if any(s.kind == "weight" for s in self.sites):
             raise InjectionError("Injector handles activation sites; use weight_fault for weights")
-        self.regions = [region(shape, s.channel) for shape, s in zip(shapes, self.sites, strict=True)]
+        self.regions = [
+            region(shape, s.channel) for shape, s in zip(shapes, self.sites, strict=True)
+        ]
         self.seed = seed
         self.plan: FaultPlan | None = None
         self._handles: list = []
@@ -167,12 +182,15 @@ class Injector:
 
     def _hooks(self, index: int, site: Site, module: nn.Module):
         if site.kind == "input":
+
             def pre(_module, args):
                 new = self._apply(index, args[0], clone=True)
                 return None if new is args[0] else (new, *args[1:])
 
             return module.register_forward_pre_hook(pre)
-        return _ForwardWrap(module, lambda args, out: self._apply(index, out, clone=_shares_storage(out, args)))
+        return _ForwardWrap(
+            module, lambda args, out: self._apply(index, out, clone=_shares_storage(out, args))
+        )
 
     def __enter__(self) -> Injector:
         if self._handles or self._mode is not None:
@@ -201,8 +219,13 @@ class Injector:
 
 @contextlib.contextmanager
 def weight_fault(
-    model: nn.Module, site: Site, error_model: ErrorModel, trial: int, seed: int = 0,
-    element: int | None = None, scope: str | None = None,
+    model: nn.Module,
+    site: Site,
+    error_model: ErrorModel,
+    trial: int,
+    seed: int = 0,
+    element: int | None = None,
+    scope: str | None = None,
 ) -> Iterator[tuple[float | None, float | None]]:
     """Corrupt a weight site for one trial (one element, or the whole region in scope `all`) and
     restore the exact previous values on exit. Yields (original, corrupted) in element scope."""
@@ -213,7 +236,9 @@ def weight_fault(
     flat = weight.detach().view(-1)
     if scope == "element":
         if element is None or not 0 <= element < size:
-            raise InjectionError(f"weight site {str(site)!r}: element {element} outside 0..{size - 1}")
+            raise InjectionError(
+                f"weight site {str(site)!r}: element {element} outside 0..{size - 1}"
+            )
         cols = slice(offset + element, offset + element + 1)
     else:
         cols = slice(offset, offset + size)
@@ -275,7 +300,9 @@ def predict_with_faults(
                 for i, size in enumerate(sizes):
                     elements = None
                     if injector.scopes[i] == "element":
-                        elements = torch.from_numpy(trial_index(seed, trials, 1 + 7 * (i + 1), size))
+                        elements = torch.from_numpy(
+                            trial_index(seed, trials, 1 + 7 * (i + 1), size)
+                        )
                     faults[i] = SiteFaults(rows, trials, elements)
                 injector.arm(FaultPlan(faults))
                 preds.append(model(x).argmax(dim=1).cpu())

@@ -35,6 +35,14 @@ def trial_uniform(seed: int, trials: np.ndarray, stream: int) -> np.ndarray:
     return (trial_bits(seed, trials, stream) >> np.uint64(11)).astype(np.float64) * (2.0**-53)
 
 
+def element_uniform(seed: int, trials: np.ndarray, stream: int, m: int) -> np.ndarray:
+    """(n, m) uniform float64 draws in [0, 1): one per trial and element of a region."""
+    base = trial_bits(seed, trials, stream)
+    with np.errstate(over="ignore"):
+        bits = _mix(base[:, None] + (np.arange(m, dtype=np.uint64)[None, :] + np.uint64(1)) * _M2)
+    return (bits >> np.uint64(11)).astype(np.float64) * (2.0**-53)
+
+
 def trial_index(seed: int, trials: np.ndarray, stream: int, sizes: np.ndarray | int) -> np.ndarray:
     """Uniform integers in [0, size) per trial (size may differ per trial)."""
     u = trial_uniform(seed, trials, stream)

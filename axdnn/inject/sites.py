@@ -33,7 +33,9 @@ class Site:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise InjectionError(f"site {self.target!r}: kind {self.kind!r}; expected one of {KINDS}")
+            raise InjectionError(
+                f"site {self.target!r}: kind {self.kind!r}; expected one of {KINDS}"
+            )
         if self.functional and self.kind != "output":
             raise InjectionError(f"functional-op site {self.target!r} has only an output")
 
@@ -55,7 +57,9 @@ def parse_site(text: str | Site) -> Site:
     if not match:
         raise InjectionError(f"bad site {text!r}; expected {FORMS}")
     channel = match.group("channel")
-    return Site(match.group("target"), match.group("kind") or "output", int(channel) if channel else None)
+    return Site(
+        match.group("target"), match.group("kind") or "output", int(channel) if channel else None
+    )
 
 
 def layer_sites(model: nn.Module, kind: str = "output") -> list[Site]:
@@ -82,7 +86,9 @@ def check_site(model: nn.Module, site: Site) -> nn.Module | None:
 
 
 @torch.no_grad()
-def site_shapes(model: nn.Module, sites: list[Site], example: torch.Tensor) -> list[tuple[int, ...]]:
+def site_shapes(
+    model: nn.Module, sites: list[Site], example: torch.Tensor
+) -> list[tuple[int, ...]]:
     """Per-sample shape of each site's tensor (the weight's shape for weight sites), from one
     forward on `example`; channels are checked against the shapes."""
     shapes: dict[int, tuple[int, ...]] = {}
@@ -96,11 +102,9 @@ def site_shapes(model: nn.Module, sites: list[Site], example: torch.Tensor) -> l
         if site.kind == "weight":
             shapes[i] = tuple(module.weight.shape)
         elif site.kind == "input":
-            handles.append(module.register_forward_pre_hook(
-                lambda _m, args, i=i: keep(i, args[0])))
+            handles.append(module.register_forward_pre_hook(lambda _m, args, i=i: keep(i, args[0])))
         elif not site.functional:
-            handles.append(module.register_forward_hook(
-                lambda _m, _a, out, i=i: keep(i, out)))
+            handles.append(module.register_forward_hook(lambda _m, _a, out, i=i: keep(i, out)))
     functional = [s for s in sites if s.functional]
     was_training = model.training
     model.eval()
@@ -128,7 +132,9 @@ def site_shapes(model: nn.Module, sites: list[Site], example: torch.Tensor) -> l
             raise InjectionError(f"site {str(site)!r} was never reached by the forward pass")
         shape = shapes[i]
         if site.channel is not None and (not shape or site.channel >= shape[0]):
-            raise InjectionError(f"site {str(site)!r}: channel {site.channel} is out of range for shape {shape}")
+            raise InjectionError(
+                f"site {str(site)!r}: channel {site.channel} is out of range for shape {shape}"
+            )
         out.append(shape)
     return out
 

@@ -76,7 +76,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     denom = 1 + z * z / n
     centre = (phat + z * z / (2 * n)) / denom
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
-    return Interval(phat, max(0.0, centre - half), min(1.0, centre + half), n, confidence)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(phat, low, high, n, confidence)
 
 
 def mean_interval(values: np.ndarray | list[float], confidence: float = 0.95) -> Interval:
@@ -95,7 +97,9 @@ def mean_interval(values: np.ndarray | list[float], confidence: float = 0.95) ->
     return Interval(mean, mean - half, mean + half, n, confidence)
 
 
-def mean_interval_from_sums(total: float, total_sq: float, n: int, confidence: float = 0.95) -> Interval:
+def mean_interval_from_sums(
+    total: float, total_sq: float, n: int, confidence: float = 0.95
+) -> Interval:
     """`mean_interval` from the sum and sum of squares (what a database aggregate gives)."""
     from scipy.stats import t as student_t
 

@@ -20,8 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Column, Float, Integer, MetaData, String, Table, Text, and_, create_engine, event, func,
-    insert, or_, select, update,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -30,7 +43,8 @@ from axdnn.errors import InjectionError
 
 metadata = MetaData()
 campaigns = Table(
-    "axdnn_campaigns", metadata,
+    "axdnn_campaigns",
+    metadata,
     Column("name", String(200), primary_key=True),
     Column("config", Text, nullable=False),
     Column("planned", Integer, nullable=False),
@@ -39,7 +53,8 @@ campaigns = Table(
     Column("created", Float, nullable=False),
 )
 blocks = Table(
-    "axdnn_blocks", metadata,
+    "axdnn_blocks",
+    metadata,
     Column("campaign", String(200), primary_key=True),
     Column("block", Integer, primary_key=True),
     Column("start", Integer, nullable=False),
@@ -49,7 +64,8 @@ blocks = Table(
     Column("claimed_at", Float),
 )
 trials = Table(
-    "axdnn_trials", metadata,
+    "axdnn_trials",
+    metadata,
     Column("campaign", String(200), primary_key=True),
     Column("trial", Integer, primary_key=True),
     Column("block", Integer, nullable=False),
@@ -154,15 +170,27 @@ class CampaignStore:
         existing = self.campaign(name)
         if existing is None:
             rows = [
-                {"campaign": name, "block": b, "start": s, "stop": min(s + block_size, planned),
-                 "status": "pending"}
+                {
+                    "campaign": name,
+                    "block": b,
+                    "start": s,
+                    "stop": min(s + block_size, planned),
+                    "status": "pending",
+                }
                 for b, s in enumerate(range(0, planned, block_size))
             ]
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(campaigns).values(
-                        name=name, config=text, planned=planned, block_size=block_size,
-                        status="running", created=time.time()))
+                    conn.execute(
+                        insert(campaigns).values(
+                            name=name,
+                            config=text,
+                            planned=planned,
+                            block_size=block_size,
+                            status="running",
+                            created=time.time(),
+                        )
+                    )
                     if rows:
                         conn.execute(insert(blocks), rows)
                 return True
@@ -186,29 +214,45 @@ class CampaignStore:
         return out
 
     def claim(self, name: str, owner: str, lease_s: float = 600.0) -> tuple[int, int, int] | None:
-        """Claim the first pending (or stale) block: (block, start, stop), or None if none is left."""
+        """Claim the first pending (or stale) block: (block, start, stop); None if none is left."""
 
         def attempt():
             now = time.time()
             with self.engine.begin() as conn:
-                cond = and_(blocks.c.campaign == name, or_(
-                    blocks.c.status == "pending", blocks.c.status == "claimed"))
+                cond = and_(
+                    blocks.c.campaign == name,
+                    or_(blocks.c.status == "pending", blocks.c.status == "claimed"),
+                )
                 rows = conn.execute(
-                    select(blocks.c.block, blocks.c.start, blocks.c.stop, blocks.c.status,
-                           blocks.c.owner, blocks.c.claimed_at)
-                    .where(cond).order_by(blocks.c.block)
+                    select(
+                        blocks.c.block,
+                        blocks.c.start,
+                        blocks.c.stop,
+                        blocks.c.status,
+                        blocks.c.owner,
+                        blocks.c.claimed_at,
+                    )
+                    .where(cond)
+                    .order_by(blocks.c.block)
                 ).all()
                 for row in rows:
                     if row.status == "claimed" and not (
                         now - (row.claimed_at or 0) > lease_s or _owner_dead(row.owner)
                     ):
                         continue
-                    guard = [blocks.c.campaign == name, blocks.c.block == row.block,
-                             blocks.c.status == row.status]
+                    guard = [
+                        blocks.c.campaign == name,
+                        blocks.c.block == row.block,
+                        blocks.c.status == row.status,
+                    ]
                     if row.status == "claimed":
-                        guard += [blocks.c.owner == row.owner, blocks.c.claimed_at == row.claimed_at]
+                        guard += [
+                            blocks.c.owner == row.owner,
+                            blocks.c.claimed_at == row.claimed_at,
+                        ]
                     done = conn.execute(
-                        update(blocks).where(and_(*guard))
+                        update(blocks)
+                        .where(and_(*guard))
                         .values(status="claimed", owner=owner, claimed_at=now)
                     )
                     if done.rowcount == 1:
@@ -223,9 +267,15 @@ class CampaignStore:
         def attempt():
             with self.engine.begin() as conn:
                 done = conn.execute(
-                    update(blocks).where(and_(
-                        blocks.c.campaign == name, blocks.c.block == block,
-                        blocks.c.owner == owner, blocks.c.status == "claimed"))
+                    update(blocks)
+                    .where(
+                        and_(
+                            blocks.c.campaign == name,
+                            blocks.c.block == block,
+                            blocks.c.owner == owner,
+                            blocks.c.status == "claimed",
+                        )
+                    )
                     .values(status="done")
                 )
                 if done.rowcount != 1:
@@ -238,25 +288,35 @@ class CampaignStore:
 
     def skip_pending(self, name: str) -> int:
         """Mark every pending block skipped (adaptive stopping); returns how many."""
+
         def attempt():
             with self.engine.begin() as conn:
-                res = conn.execute(update(blocks).where(and_(
-                    blocks.c.campaign == name, blocks.c.status == "pending")).values(status="skipped"))
+                res = conn.execute(
+                    update(blocks)
+                    .where(and_(blocks.c.campaign == name, blocks.c.status == "pending"))
+                    .values(status="skipped")
+                )
                 return res.rowcount
+
         return self._retry(attempt)
 
     def set_status(self, name: str, status: str) -> None:
         def attempt():
             with self.engine.begin() as conn:
-                conn.execute(update(campaigns).where(campaigns.c.name == name).values(status=status))
+                conn.execute(
+                    update(campaigns).where(campaigns.c.name == name).values(status=status)
+                )
+
         self._retry(attempt)
 
     def block_counts(self, name: str) -> dict[str, int]:
         """Number of blocks in each state."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(blocks.c.status, func.count()).where(blocks.c.campaign == name)
-                .group_by(blocks.c.status)).all()
+                select(blocks.c.status, func.count())
+                .where(blocks.c.campaign == name)
+                .group_by(blocks.c.status)
+            ).all()
         counts = dict.fromkeys(BLOCK_STATES, 0)
         counts.update({status: int(n) for status, n in rows})
         return counts
@@ -264,25 +324,39 @@ class CampaignStore:
     def totals(self, name: str) -> dict[str, Any]:
         """Aggregates over stored trials, overall and per site (for statistics)."""
         drop = (trials.c.golden_correct - trials.c.n_correct) * 1.0 / trials.c.n_samples
-        cols = [func.count(), func.sum(trials.c.n_samples), func.sum(trials.c.n_correct),
-                func.sum(trials.c.golden_correct),
-                func.sum((trials.c.n_flipped > 0).cast(Integer)), func.sum(drop),
-                func.sum(drop * drop)]
+        cols = [
+            func.count(),
+            func.sum(trials.c.n_samples),
+            func.sum(trials.c.n_correct),
+            func.sum(trials.c.golden_correct),
+            func.sum((trials.c.n_flipped > 0).cast(Integer)),
+            func.sum(drop),
+            func.sum(drop * drop),
+        ]
         keys = ["trials", "samples", "correct", "golden_correct", "critical", "drop_sum", "drop_sq"]
         with self.engine.connect() as conn:
             overall = conn.execute(select(*cols).where(trials.c.campaign == name)).one()
             per_site = conn.execute(
-                select(trials.c.site, *cols).where(trials.c.campaign == name)
-                .group_by(trials.c.site).order_by(trials.c.site)).all()
+                select(trials.c.site, *cols)
+                .where(trials.c.campaign == name)
+                .group_by(trials.c.site)
+                .order_by(trials.c.site)
+            ).all()
         as_dict = lambda row: {k: (v or 0) for k, v in zip(keys, row, strict=True)}  # noqa: E731
         return {"overall": as_dict(overall), "sites": {r[0]: as_dict(r[1:]) for r in per_site}}
 
     def trials(self, name: str) -> list[dict[str, Any]]:
         """Every stored trial of a campaign, in trial order."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(*[trials.c[c] for c in TRIAL_COLUMNS]).where(trials.c.campaign == name)
-                .order_by(trials.c.trial)).mappings().all()
+            rows = (
+                conn.execute(
+                    select(*[trials.c[c] for c in TRIAL_COLUMNS])
+                    .where(trials.c.campaign == name)
+                    .order_by(trials.c.trial)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def dispose(self) -> None:

@@ -9,10 +9,14 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def conv_slab(xp, slab, out, acc_like, c0, o0, kh, kw, sh, sw, dh, dw, rb):  # pragma: no cover
+def conv_slab(  # pragma: no cover
+    xp, slab, out, acc_like, c0, o0, kh, kw, sh, sw, dh, dw, rb, fuse9
+):
     """out[n, g*og + o0 + q, y, x] += sum over block channels c and taps (i, j) of
     slab[g, (c*kh + i)*kw + j, xp[n, g*cg + c0 + c, y*sh + i*dh, x*sw + j*dw], q];
-    one task per `rb` output rows of one image and group."""
+    one task per `rb` output rows of one image and group. Taps along a kernel row are added
+    three (or two) at a time, or all nine of a 3x3 kernel when `fuse9` (narrow slabs, whose nine
+    taps stay in cache), so each accumulator load/store serves several lookups."""
     n_img, chans, _, _ = xp.shape
     groups, kb, _, ob = slab.shape
     _, outs, ho, wo = out.shape
@@ -28,20 +32,68 @@ def conv_slab(xp, slab, out, acc_like, c0, o0, kh, kw, sh, sw, dh, dw, rb):  # p
         acc = np.zeros(((y1 - y0) * wo, ob), acc_like.dtype)
         for c in range(cb):
             ch = g * cg + c0 + c
+            if fuse9:
+                _taps9(xp, slab, acc, n, g, ch, c * 9, y0, y1, wo, sh, sw, dh, dw)
+                continue
             for i in range(kh):
-                for j in range(kw):
+                for j in range(0, kw, 3):
                     k = (c * kh + i) * kw + j
+                    left = kw - j
                     for oy in range(y0, y1):
                         iy = oy * sh + i * dh
                         base = (oy - y0) * wo
                         for ox in range(wo):
-                            a = xp[n, ch, iy, ox * sw + j * dw]
-                            for q in range(ob):
-                                acc[base + ox, q] += slab[g, k, a, q]
+                            ix = ox * sw + j * dw
+                            a0 = xp[n, ch, iy, ix]
+                            if left >= 3:
+                                a1 = xp[n, ch, iy, ix + dw]
+                                a2 = xp[n, ch, iy, ix + 2 * dw]
+                                for q in range(ob):
+                                    acc[base + ox, q] += (
+                                        acc_like.dtype.type(slab[g, k, a0, q])
+                                        + acc_like.dtype.type(slab[g, k + 1, a1, q])
+                                        + acc_like.dtype.type(slab[g, k + 2, a2, q])
+                                    )
+                            elif left == 2:
+                                a1 = xp[n, ch, iy, ix + dw]
+                                for q in range(ob):
+                                    acc[base + ox, q] += (
+                                        acc_like.dtype.type(slab[g, k, a0, q])
+                                        + acc_like.dtype.type(slab[g, k + 1, a1, q])
+                                    )
+                            else:
+                                for q in range(ob):
+                                    acc[base + ox, q] += slab[g, k, a0, q]
         for q in range(ob):
             for oy in range(y0, y1):
                 for ox in range(wo):
                     out[n, g * og + o0 + q, oy, ox] += acc[(oy - y0) * wo + ox, q]
+
+
+@njit(cache=True, inline="always")
+def _taps9(xp, slab, acc, n, g, ch, k, y0, y1, wo, sh, sw, dh, dw):  # pragma: no cover
+    """acc[p, q] += the nine taps of a 3x3 kernel for channel `ch` (slab rows k..k+8)."""
+    ob = slab.shape[3]
+    t = acc.dtype.type
+    for oy in range(y0, y1):
+        r0 = oy * sh
+        r1 = r0 + dh
+        r2 = r1 + dh
+        base = (oy - y0) * wo
+        for ox in range(wo):
+            x0 = ox * sw
+            x1 = x0 + dw
+            x2 = x1 + dw
+            a0, a1, a2 = xp[n, ch, r0, x0], xp[n, ch, r0, x1], xp[n, ch, r0, x2]
+            a3, a4, a5 = xp[n, ch, r1, x0], xp[n, ch, r1, x1], xp[n, ch, r1, x2]
+            a6, a7, a8 = xp[n, ch, r2, x0], xp[n, ch, r2, x1], xp[n, ch, r2, x2]
+            for q in range(ob):
+                acc[base + ox, q] += (
+                    t(slab[g, k, a0, q]) + t(slab[g, k + 1, a1, q]) + t(slab[g, k + 2, a2, q])
+                    + t(slab[g, k + 3, a3, q]) + t(slab[g, k + 4, a4, q])
+                    + t(slab[g, k + 5, a5, q]) + t(slab[g, k + 6, a6, q])
+                    + t(slab[g, k + 7, a7, q]) + t(slab[g, k + 8, a8, q])
+                )
 
 
 @njit(parallel=True, cache=True)
@@ -141,3 +193,23 @@ def finish(res, scale, bias, rowmap, og, out, first):  # pragma: no cover
                 else:
                     v += out[n, o, y, xx]
                 out[n, o, y, xx] = v
+
+
+
+@njit(parallel=True, cache=True)
+def build_slab(tab, w, o0, k0, slab):  # pragma: no cover
+    """slab[g, k, a, q] = tab[a, w[g, o0 + q, k0 + k]]: the weights' table columns, laid out so
+    one activation index reads a contiguous row of output-channel values."""
+    groups, kb, rows, ob = slab.shape
+    for task in prange(groups * kb):
+        g = task // kb
+        k = task % kb
+        cols = np.empty(ob, np.int64)
+        for q in range(ob):
+            cols[q] = w[g, o0 + q, k0 + k]
+        dst = slab[g, k]
+        for a in range(rows):
+            row = tab[a]
+            out = dst[a]
+            for q in range(ob):
+                out[q] = row[cols[q]]

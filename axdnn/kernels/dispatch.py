@@ -34,6 +34,7 @@ class Problem:
     area: int  # kernel area (1 for matmul)
     inputs: int  # activation elements
     outputs: int  # output elements
+    out_block: int = 64  # output channels per group (conv) or output columns (matmul)
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,12 @@ def _check(name: str, idx: torch.Tensor, size: int, where: str) -> None:
     """Indices must be integers in 0..size-1 (table rows or columns)."""
     if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
         raise ShapeError(f"{where}: {name} must be an integer index tensor, got {idx.dtype}")
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
+    if not idx.numel() or (idx.dtype == torch.uint8 and size >= 256):
+        return  # uint8 indices always fit a table of 256 or more rows/columns
+    lo, hi = (int(v) for v in torch.aminmax(idx))
+    if lo < 0 or hi >= size:
         raise ShapeError(
-            f"{where}: {name} holds indices {int(idx.min())}..{int(idx.max())} but the table "
+            f"{where}: {name} holds indices {lo}..{hi} but the table "
             f"accepts 0..{size - 1} (operand bit patterns, see axdnn.arith.Multiplier)"
         )
 
@@ -146,13 +150,14 @@ def lut_conv2d(
     if not 0 <= int(pad_index) < table.shape[0]:
         raise ShapeError(f"{where}: pad_index {pad_index} is outside 0..{table.shape[0] - 1}")
     problem = Problem("conv2d", x_idx.device, n * o * ho * wo * cg * kh * kw, cg, kh * kw,
-                      x_idx.numel(), n * o * ho * wo)
+                      x_idx.numel(), n * o * ho * wo, o // g)
     chosen = choose_backend(table, x_idx.device, backend, problem)
     return chosen.conv2d(x_idx, w_idx, table.to(x_idx.device), geom, int(pad_index))
 
 
 def _matmul_problem(a: torch.Tensor, b_shape: tuple[int, ...], outputs: int, k: int) -> Problem:
-    return Problem("matmul", a.device, outputs * k, k, 1, a.numel(), outputs)
+    return Problem("matmul", a.device, outputs * k, k, 1, a.numel(), outputs,
+                   min(b_shape[-1], a.shape[-2]))
 
 
 def lut_linear(
@@ -194,11 +199,17 @@ def lut_matmul(
     return chosen.matmul(a_idx, b_idx, table.to(a_idx.device))
 
 
-# Throughput guesses (per second) behind the cost estimates, measured on a 2-core AVX2 CPU and
-# scaled for CUDA; only their ratios matter.
+# Throughput figures (per second and thread) behind the cost estimates, measured with
+# benchmarks/lut_kernels.py --threads 1 on the 2-core AVX2 EPYC (float32 conv: 21-40 G MAC/s;
+# numba slab gather: 2.7 G lookups/s with 16 output channels per lookup row, 6 G/s with 64) and
+# scaled for CUDA; only their ratios matter, and all backends scale alike with threads.
 _F32_MACS = {"cpu": 3e10, "cuda": 2e13}
 _ELEMENTS = {"cpu": 3e8, "cuda": 3e11}
-_SLAB_LOOKUPS = 2.5e9
+# numba gather: seconds per lookup = _SLAB_ROW / (output channels per row, <= 64) + _SLAB_ADD,
+# plus building the slab (table rows x output channels x reduction) at _SLAB_BUILD entries/s.
+_SLAB_ROW = 4.3e-9
+_SLAB_ADD = 1.0e-10
+_SLAB_BUILD = 4e8
 _TORCH_LOOKUPS = {"cpu": 2e8, "cuda": 1e11}
 _REFERENCE_LOOKUPS = {"cpu": 5e7, "cuda": 1e10}
 
@@ -216,7 +227,10 @@ def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
 
 
 def _numba_cost(table: torch.Tensor, p: Problem) -> float:
-    return p.macs / _SLAB_LOOKUPS + 2 * p.outputs / _ELEMENTS["cpu"]
+    block = max(1, min(p.out_block, gather_cpu.MAX_OUT_BLOCK))
+    slab = table.shape[0] * p.out_block * p.channels * p.area  # per group (a lower bound)
+    return (p.macs * (_SLAB_ROW / block + _SLAB_ADD) + slab / _SLAB_BUILD
+            + 2 * p.outputs / _ELEMENTS["cpu"])
 
 
 def _torch_cost(table: torch.Tensor, p: Problem) -> float:

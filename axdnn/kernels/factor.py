@@ -16,8 +16,14 @@ over each operand), so a layer costs one float32 conv/matmul per atom. How it is
    operand or column truncation, most EvoApprox circuits) give D = 1 and small C.
 3. Integer size reduction (unimodular column operations, like the size-reduction step of LLL)
    shrinks the pivot rows; a gcd per factor moves into `scale`.
-4. Each factor is centred (offset to `row`/`col`/`const`) and, when wider than 8 bits, split into
-   balanced base-256 digits, each digit pair an atom with scale 256^(d+e).
+4. Each factor is split into base-256 digits, each digit pair an atom with scale 256^(d+e). Two
+   variants are kept: *centred* (factors offset to |x| <= 128, offsets into `row`/`col`/`const`;
+   products <= 2^14, so long reductions fit one float32 call) and *raw* (no offsets, |x| <= 255,
+   no correction passes; best for short reductions). The low-rank planner picks per layer.
+
+Limits: tables of rank > MAX_RANK, or whose coefficients need a common denominator above
+MAX_DENOMINATOR with the greedy pivot rows (e.g. some random integer low-rank tables: an HNF
+lattice basis would fix that), get no decomposition and run on a gather backend.
 
 The identity is verified in exact integer arithmetic before it is used, so a decomposition that
 exists is correct by construction; `atom_count` is what the dispatcher compares with the gather
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -89,12 +96,28 @@ class TableFactors:
         return out
 
 
+# id(table) -> (weak reference, in-place version counter, digest): hashing a 256x256 table costs
+# milliseconds, and a layer passes the same table object on every call.
+_DIGESTS: dict[int, tuple[weakref.ref, int, str]] = {}
+
+
 def table_digest(table: torch.Tensor) -> str:
-    """Content hash of a table (shape and values), the key of every per-table cache."""
+    """Content hash of a table (shape and values), the key of every per-table cache; remembered
+    per tensor object until it is modified in place or freed."""
+    key = id(table)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[0]() is table and hit[1] == table._version:
+        return hit[2]
     arr = np.ascontiguousarray(table.detach().to("cpu", torch.int64).numpy())
     digest = hashlib.blake2b(arr.tobytes(), digest_size=16)
     digest.update(str(arr.shape).encode())
-    return digest.hexdigest()
+    value = digest.hexdigest()
+    try:
+        ref = weakref.ref(table, lambda _, key=key: _DIGESTS.pop(key, None))
+    except TypeError:  # pragma: no cover - tensors support weak references
+        return value
+    _DIGESTS[key] = (ref, table._version, value)
+    return value
 
 
 _FACTORS: OrderedDict[str, tuple[TableFactors, ...]] = OrderedDict()

@@ -12,11 +12,13 @@ integer <= 2^24, hence exact, and so is the result (the same holds for TF32/bf16
 |u|, |v| <= 128 exactly). The planner packs atoms of equal scale into one call while that holds and
 splits input channels otherwise; row/col/const parts are summed in int64. Transform-based
 convolution (Winograd/FFT, e.g. NNPACK or some cuDNN algorithms) would break this, so on CPU
-NNPACK is disabled around the call and on CUDA the conv runs as unfold + GEMM.
+NNPACK is disabled around the call and on CUDA the conv runs as unfold + GEMM. On CPU with numba
+the operand lookup + padding and the int64 output (scale, bias, row sums) are single fused passes.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 from axdnn.errors import ConfigError
 from axdnn.kernels import gather_cpu
-from axdnn.kernels.factor import MAX_RANK, TableFactors, factorize
+from axdnn.kernels.factor import MAX_RANK, TableFactors, factorize, table_digest
 from axdnn.kernels.geometry import ConvGeometry
 
 EXACT_F32 = 1 << 24
@@ -90,11 +92,28 @@ class Plan:
         return total / max(1, self.chunks[0].c1 if self.chunks else 1)
 
 
+_PLANS: OrderedDict[tuple[str, int, int], Plan | None] = OrderedDict()
+_PLAN_CACHE_SIZE = 256
+
+
 def plan_for(table: torch.Tensor, channels: int, area: int) -> Plan | None:
-    """The cheapest exact plan over the table's decompositions, or None when there is none."""
+    """The cheapest exact plan over the table's decompositions, or None when there is none
+    (cached by table content and reduction shape)."""
+    key = (table_digest(table), int(channels), int(area))
+    if key in _PLANS:
+        _PLANS.move_to_end(key)
+        return _PLANS[key]
+    plan = _plan_uncached(table, key[0], channels, area)
+    _PLANS[key] = plan
+    while len(_PLANS) > _PLAN_CACHE_SIZE:
+        _PLANS.popitem(last=False)
+    return plan
+
+
+def _plan_uncached(table: torch.Tensor, digest: str, channels: int, area: int) -> Plan | None:
     best: Plan | None = None
     best_key = None
-    for factors in factorize(table):
+    for factors in factorize(table, digest):
         chunks = plan_chunks(factors, channels, area)
         if chunks is None:
             continue

@@ -224,3 +224,47 @@ def test_cuda_backends_match_cpu_reference(case):
     for name in ["torch", "auto"] + (["lowrank"] if factorize(table) else []):
         got = lut_conv2d(xc, wc, table.cuda(), geom, pad_index=pad_index, backend=name)
         assert got.is_cuda and torch.equal(got.cpu(), want), name
+
+
+def test_cached_table_digest_and_plans_follow_in_place_table_changes():
+    """Per-object digest and plan caches must not serve a table that changed in place."""
+    from axdnn.kernels.factor import table_digest
+
+    table = exact(4, 4).clone()
+    before = table_digest(table)
+    assert table_digest(table) == before
+    table[3, 3] += 5  # rank 1 -> rank 2
+    assert table_digest(table) != before
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randint(0, 16, (2, 3, 5, 5), generator=gen)
+    w = torch.randint(0, 16, (2, 3, 3, 3), generator=gen)
+    geom = ConvGeometry.of(3, padding=1)
+    want = reference.conv2d(x, w, table, geom)
+    for name in _backends_for(table):
+        assert torch.equal(lut_conv2d(x, w, table, geom, backend=name), want), name
+
+
+def test_uint8_indices_skip_the_range_check_but_stay_exact():
+    table = mitchell()
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 256, (2, 4, 6, 6), generator=gen)
+    w = torch.randint(0, 256, (3, 4, 3, 3), generator=gen)
+    geom = ConvGeometry.of(3, stride=2, padding=1)
+    got = lut_conv2d(x.to(torch.uint8), w.to(torch.uint8), table, geom)
+    assert torch.equal(got, reference.conv2d(x, w, table, geom))
+
+
+@pytest.mark.skipif(not gather_cpu.available(), reason="needs numba")
+@pytest.mark.parametrize("fuse_bytes", [0, 1 << 30])
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_numba_3x3_paths_nine_tap_and_row_fused_are_exact(monkeypatch, fuse_bytes, stride,
+                                                          dilation):
+    """3x3 kernels run with all nine taps fused or three per kernel row; both are exact."""
+    monkeypatch.setattr(gather_cpu, "FUSE9_BYTES", fuse_bytes)
+    table = random_table(8, 8, 9, lo=0, hi=1 << 16)
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randint(0, 256, (2, 4, 9, 8), generator=gen)
+    w = torch.randint(0, 256, (6, 2, 3, 3), generator=gen)
+    geom = ConvGeometry.of(3, stride=stride, padding=1, dilation=dilation, groups=2)
+    want = reference.conv2d(x, w, table, geom, 7)
+    assert torch.equal(lut_conv2d(x, w, table, geom, pad_index=7, backend="numba"), want)
