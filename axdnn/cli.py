@@ -46,7 +46,9 @@ def demo(
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="Zoo name, package.module:factory or file.py:factory.")],
+    model: Annotated[
+        str, typer.Option(help="Zoo name, package.module:factory or file.py:factory.")
+    ],
     out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
     data: Annotated[str, typer.Option(help="Dataset spec, e.g. digits, mnist:DIR.")] = "digits",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
@@ -62,7 +64,9 @@ def train(
     from axdnn.experiment.commands import render_train, run_train
     from axdnn.train import TrainConfig
 
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed)
+    config = TrainConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed
+    )
     record = run_train(model, data, out, config, device=device, progress=not quiet)
     _emit(record, as_json, render_train)
 
@@ -70,10 +74,15 @@ def train(
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint written by `axdnn train`.")],
-    data: Annotated[str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")] = None,
-    plan: Annotated[Path | None, typer.Option(help="Plan file (YAML/JSON): layer globs to specs.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
+    ] = None,
+    plan: Annotated[
+        Path | None, typer.Option(help="Plan file (YAML/JSON): layer globs to specs.")
+    ] = None,
     multiplier: Annotated[
-        str | None, typer.Option(help="Run every conv/linear layer on this multiplier, e.g. drum:4@u8.")
+        str | None,
+        typer.Option(help="Run every conv/linear layer on this multiplier, e.g. drum:4@u8."),
     ] = None,
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 256,
@@ -96,18 +105,25 @@ def evaluate(
 def finetune(
     checkpoint: Annotated[Path, typer.Option(help="Float checkpoint to start from.")],
     out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
-    data: Annotated[str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
+    ] = None,
     plan: Annotated[Path | None, typer.Option(help="Plan file (YAML/JSON).")] = None,
     multiplier: Annotated[str | None, typer.Option(help="One multiplier for every layer.")] = None,
     gradient: Annotated[
-        str | None, typer.Option(help="ste (straight-through) or table (Meng et al. table difference).")
+        str | None,
+        typer.Option(help="ste (straight-through) or table (Meng et al. table difference)."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 3,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
-    distill: Annotated[float, typer.Option(help="Distillation weight alpha in [0, 1) (0: off).")] = 0.0,
+    distill: Annotated[
+        float, typer.Option(help="Distillation weight alpha in [0, 1) (0: off).")
+    ] = 0.0,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 4.0,
-    hw_reg: Annotated[float, typer.Option(help="Hardware-aware regulariser weight (0: off).")] = 0.0,
+    hw_reg: Annotated[
+        float, typer.Option(help="Hardware-aware regulariser weight (0: off).")
+    ] = 0.0,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -145,7 +161,9 @@ def multipliers_list(
 @multipliers_app.command("show")
 def multipliers_show(
     spec: Annotated[str, typer.Argument(help="Multiplier spec, e.g. drum:4@u8 or lut:file.bin.")],
-    out: Annotated[Path | None, typer.Option(help="Folder for the error heatmap/histogram PNGs.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the error heatmap/histogram PNGs.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Error metrics of one multiplier, and its error heatmap and histogram as PNG."""
@@ -178,6 +196,117 @@ def cost(
         memory=memory,
     )
     _emit(record, as_json, render_cost)
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    from axdnn.errors import ConfigError
+
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"{what} {text!r}: expected comma-separated numbers, e.g. 0.25,0.5,1"
+        ) from None
+
+
+@app.command()
+def resilience(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to analyse.")],
+    out: Annotated[Path, typer.Option(help="Folder for resilience.json and plots.")] = Path(
+        "axdnn-resilience"
+    ),
+    data: Annotated[
+        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
+    ] = None,
+    site: Annotated[
+        list[str] | None, typer.Option(help="Injection site (repeatable), e.g. features.0:output.")
+    ] = None,
+    error_model: Annotated[
+        str, typer.Option(help="Error-model template; {m} takes each magnitude.")
+    ] = "gaussian:{m},rel=std",
+    magnitudes: Annotated[str, typer.Option(help="Comma-separated magnitudes.")] = "0.25,0.5,1,2",
+    repeats: Annotated[int, typer.Option(help="Repeats per site and magnitude.")] = 2,
+    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    limit: Annotated[int | None, typer.Option(help="Use only the first N samples.")] = None,
+    campaign: Annotated[
+        str | None, typer.Option(help="Also run a stored fault campaign with this error model.")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Campaign trials (default: Leveugle sample size).")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL or SQLite file for trials.")
+    ] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-layer sensitivity sweep and resilience ranking (with an optional fault campaign)."""
+    from axdnn.experiment.resilience import render_resilience, run_resilience
+
+    record = run_resilience(
+        checkpoint,
+        data,
+        out,
+        site or None,
+        error_model,
+        _floats(magnitudes, "--magnitudes"),
+        repeats,
+        split,
+        limit,
+        campaign,
+        trials,
+        store,
+        seed,
+        device,
+    )
+    _emit(record, as_json, render_resilience)
+
+
+@app.command()
+def significance(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to analyse.")],
+    out: Annotated[Path, typer.Option(help="Folder for significance.json and plots.")] = Path(
+        "axdnn-significance"
+    ),
+    data: Annotated[
+        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
+    ] = None,
+    layer: Annotated[
+        list[str] | None, typer.Option(help="Conv layer to analyse (repeatable).")
+    ] = None,
+    error_model: Annotated[
+        str, typer.Option(help="Error model injected into each filter.")
+    ] = "gaussian:1.0,rel=std",
+    threshold: Annotated[
+        float, typer.Option(help="Accuracy drop above which a filter is significant.")
+    ] = 0.01,
+    fractions: Annotated[
+        str, typer.Option(help="Pruned filter fractions to compare with L1.")
+    ] = "0.125,0.25,0.375,0.5",
+    repeats: Annotated[int, typer.Option(help="Repeats per filter.")] = 1,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N samples.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-filter significance, and significance-driven vs L1-norm filter pruning."""
+    from axdnn.experiment.resilience import render_significance, run_significance
+
+    record = run_significance(
+        checkpoint,
+        data,
+        out,
+        layer or None,
+        error_model,
+        threshold,
+        repeats,
+        _floats(fractions, "--fractions"),
+        limit,
+        seed,
+        device,
+    )
+    _emit(record, as_json, render_significance)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,17 +1,20 @@
 """Model-level benchmark: ResNet-20 inference on approximate multipliers against exact float32.
 
 ResNet-20 (3x32x32, batch 128, random weights), exact float32 PyTorch inference of the same model
-as the baseline in the same process; for tables drum:4, trunc:8 (column truncation), mitchell and a
-random full-rank table, images/s of each CPU backend and of the dispatcher, and the ratio of
-inference time to the exact model's. Last line: the worst dispatcher ratio.
+as the baseline in the same process, run alternately with each approximate model (medians); for
+tables drum:4, trunc:8 (column truncation), mitchell and a random full-rank table, images/s of each
+CPU backend and of the dispatcher, and the ratio of inference time to the exact model's. Last
+line: the worst dispatcher ratio. On a loaded machine use --threads 1: with two threads every
+parallel region waits for a free core (about 12 ms each here), which swamps the timings.
 
-Run: python benchmarks/lut_inference.py [--batch 128] [--repeats 3]
+Run: python benchmarks/lut_inference.py [--batch 128] [--repeats 5] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,14 +36,17 @@ def random_table_spec(folder: Path) -> str:
     return f"lut:{path}"
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
+def paired_times(base, approx, repeats: int) -> tuple[float, float]:
+    """Median wall times of `base` and `approx`, run alternately so that load from other
+    processes hits both alike."""
+    base(), approx()
+    tb, ta = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        for fn, out in ((base, tb), (approx, ta)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(tb), statistics.median(ta)
 
 
 def set_threads(threads: int) -> None:
@@ -59,7 +65,7 @@ def set_threads(threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch and numba threads (0: library default); 1 gives stable "
                         "timings on a loaded machine, where every parallel region waits for a core")
@@ -69,11 +75,9 @@ def main() -> None:
     model = resnet20().eval()
     x = torch.rand(args.batch, 3, 32, 32)
     calib = torch.rand(256, 3, 32, 32)
-    with torch.no_grad():
-        base = best_time(lambda: model(x), args.repeats)
-    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch}")
-    print(f"{'table':10} {'backend':8} {'images/s':>9} {'ratio':>7}")
-    print(f"{'float32':10} {'-':8} {args.batch / base:9.1f} {1.0:7.2f}")
+    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch} "
+          "(float32 images/s measured alongside each row)")
+    print(f"{'table':10} {'backend':8} {'images/s':>9} {'float32':>9} {'ratio':>7}")
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         specs = {"drum:4": "drum:4", "trunc:8": "trunc:8", "mitchell": "mitchell",
@@ -85,9 +89,11 @@ def main() -> None:
             for backend in [*backends, "auto"]:
                 approx = approximate(model, Plan.uniform(spec, backend=backend), calib)
                 with torch.no_grad():
-                    t = best_time(lambda approx=approx: approx(x), args.repeats)
+                    base, t = paired_times(lambda: model(x), lambda approx=approx: approx(x),
+                                           args.repeats)
                 ratio = t / base
-                print(f"{label:10} {backend:8} {args.batch / t:9.1f} {ratio:7.2f}")
+                print(f"{label:10} {backend:8} {args.batch / t:9.1f} {args.batch / base:9.1f} "
+                      f"{ratio:7.2f}")
                 if backend == "auto":
                     worst = max(worst, ratio)
     print(f"lut_inference: {worst:.2f}")
