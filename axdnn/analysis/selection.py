@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from axdnn.analysis.accuracy import tensor_accuracy
 from axdnn.arith import get_multiplier
 from axdnn.errors import InjectionError
 from axdnn.inject import Site, activation_histograms, component_noise, wilson_interval
@@ -114,7 +115,7 @@ class NoiseLibrary:
         """Predicted accuracy (and Wilson interval) with the chosen multipliers' noise injected."""
         active = [(n, s) for n, s in choice.items() if s is not None]
         if not active:
-            acc = _accuracy(self.model, inputs, labels)
+            acc = tensor_accuracy(self.model, inputs, labels)
             return acc, acc, acc
         sites = [Site(n) for n, _ in active] + [Site(n, "input") for n, _ in active]
         models = [self.noise[(n, s)] for n, s in active] + [self.ranges[(n, s)] for n, s in active]
@@ -136,24 +137,6 @@ def _input_range(layer) -> Clamp:
     return Clamp(scale * (qmin - zero), scale * (scheme.qmax - zero))
 
 
-@torch.no_grad()
-def _accuracy(
-    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
-) -> float:
-    was_training = model.training
-    model.eval()
-    try:
-        pred = torch.cat(
-            [
-                model(inputs[i : i + batch_size]).argmax(1).cpu()
-                for i in range(0, len(inputs), batch_size)
-            ]
-        )
-    finally:
-        model.train(was_training)
-    return float((pred == labels.cpu()).float().mean())
-
-
 def real_accuracy(
     model: nn.Module,
     plan: Plan,
@@ -163,7 +146,7 @@ def real_accuracy(
     seed: int = 0,
 ) -> float:
     """Accuracy under real table simulation of a plan."""
-    return _accuracy(approximate(model, plan, calibration, seed=seed), inputs, labels)
+    return tensor_accuracy(approximate(model, plan, calibration, seed=seed), inputs, labels)
 
 
 def component_model_check(
@@ -177,7 +160,7 @@ def component_model_check(
 ) -> list[dict]:
     """For each multiplier on every layer: accuracy predicted by the noise model vs real table
     simulation (and the float accuracy for reference)."""
-    float_acc = _accuracy(model, inputs, labels)
+    float_acc = tensor_accuracy(model, inputs, labels)
     rows = []
     for spec in specs:
         library = NoiseLibrary(model, [spec], calibration, seed)
@@ -244,7 +227,7 @@ def select_components(
         raise InjectionError(f"accuracy budget must be in [0, 1), got {budget}")
     cost, rule = multiplier_costs(candidates, costs)
     library = NoiseLibrary(model, list(candidates), calibration, seed)
-    baseline = _accuracy(model, inputs, labels)
+    baseline = tensor_accuracy(model, inputs, labels)
     order = sorted(candidates, key=lambda s: (cost[s], s))
     choice: dict[str, str | None] = {}
     steps = []

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from axdnn.analysis.accuracy import tensor_accuracy
 from axdnn.errors import InjectionError
 from axdnn.inject import Site, parse_error_model, wilson_interval
 from axdnn.inject.injector import predict_with_faults
@@ -69,24 +70,6 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if n and isinstance(m, nn.Conv2d)]
 
 
-@torch.no_grad()
-def _accuracy(
-    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
-) -> float:
-    was_training = model.training
-    model.eval()
-    try:
-        pred = torch.cat(
-            [
-                model(inputs[i : i + batch_size]).argmax(1).cpu()
-                for i in range(0, len(inputs), batch_size)
-            ]
-        )
-    finally:
-        model.train(was_training)
-    return float((pred == labels.cpu()).float().mean())
-
-
 def filter_significance(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -103,7 +86,7 @@ def filter_significance(
     names = list(layers) if layers else conv_layers(model)
     modules = dict(model.named_modules())
     labels = labels.cpu()
-    base = _accuracy(model, inputs, labels)
+    base = tensor_accuracy(model, inputs, labels)
     n = len(labels)
     scores = []
     for li, name in enumerate(names):
@@ -217,9 +200,9 @@ def prune_comparison(
             by_sig[layer] = [s.filter for s in sorted(scores, key=lambda s: (s.drop, s.filter))[:k]]
             by_l1[layer] = [s.filter for s in sorted(scores, key=lambda s: (s.l1, s.filter))[:k]]
         with masked_filters(model, by_sig, example):
-            acc_sig = _accuracy(model, inputs, labels)
+            acc_sig = tensor_accuracy(model, inputs, labels)
         with masked_filters(model, by_l1, example):
-            acc_l1 = _accuracy(model, inputs, labels)
+            acc_l1 = tensor_accuracy(model, inputs, labels)
         rows.append(
             {
                 "fraction": float(fraction),

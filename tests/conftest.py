@@ -1,5 +1,5 @@
 """Shared fixtures: the digits data and a small trained digits CNN (trained once per session; the
-inject and analysis rooms share it through a file in pytest's session temp directory)."""
+inject and analysis tests share it; cached in the session temp directory)."""
 
 import pytest
 import torch
