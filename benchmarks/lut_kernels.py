@@ -7,7 +7,8 @@ multiplier: general; a random full-rank table), the CPU backends that can run ea
 dispatcher ('auto'). Times are medians of several runs interleaved with the baseline so that load
 from other processes hits both alike. Last line: the worst dispatcher ratio.
 
-Run: python benchmarks/lut_kernels.py [--repeats N] [--batch B]
+Run: python benchmarks/lut_kernels.py [--repeats N] [--batch B] [--threads N]
+(--threads 1 on a loaded machine: with two threads each parallel region waits for a free core)
 """
 
 from __future__ import annotations

@@ -3,10 +3,14 @@
 Instead of one scalar table lookup per MAC, the weights are expanded once per call into a *slab*
 `slab[k, a, o] = T[a, w[o, k]]` (reduction position k, activation index a, output channel o), so
 each activation read adds a contiguous row of output-channel contributions: a vectorised integer
-add instead of a gather. Work is blocked (output channels x input channels) so a slab block stays
-cache-sized and int32 accumulators cannot overflow; each thread owns one output row of one image
-and group, so grouped and depthwise convolutions need no Python loop over groups. Small matmuls,
-where building a slab would cost more than the lookups, use a direct gather loop.
+add instead of a gather. The slab is built by a compiled pass (no torch fancy indexing), and the
+taps of a kernel row (all nine of a 3x3 kernel when their slab blocks fit in cache) are added
+together before touching the accumulator, which cuts the accumulator load/store traffic that
+bounds this loop by 3-9x (AVX2 EPYC, 1 thread: about 2 -> 5.5 G lookups/s on ResNet-20 layers).
+Work is blocked (output channels x input channels) so a slab block stays cache-sized and int32
+accumulators cannot overflow; each thread owns output rows of one image and group, so grouped
+and depthwise convolutions need no Python loop over groups. Small matmuls, where building a slab
+would cost more than the lookups, use a direct gather loop.
 
 Compiled on first use with `numba.njit(parallel=True, cache=True)`; `available()` is False when
 numba is not installed, and the dispatcher then never picks this backend.

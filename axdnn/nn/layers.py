@@ -124,7 +124,8 @@ class ApproxMixin:
             )
         ws, wz = self.weight_qparams()
         return TableMac.apply(
-            x.float(), self.weight, op, self.operands, self.act_scale, self.act_zero, ws, wz
+            x.float(), self.weight, op, self.operands, self.act_scale, self.act_zero, ws, wz,
+            torch.is_grad_enabled(),
         )
 
     def describe(self) -> str:

@@ -92,7 +92,9 @@ def ref_ternary(w: np.ndarray, ratio: float = 0.7) -> np.ndarray:
 
 
 @settings(max_examples=50, deadline=None)
-@given(ws=weights, ratio=st.sampled_from([0.7, 0.5, 1.0]))
+# ratio < 1: at ratio 1 with equal magnitudes every weight sits exactly on the threshold, and
+# whether it survives depends on how the mean rounds, so idempotence is not defined there.
+@given(ws=weights, ratio=st.sampled_from([0.7, 0.5, 0.9]))
 def test_ternary_formula_idempotent(ws: list[float], ratio: float) -> None:
     w = torch.tensor(ws, dtype=torch.float64)
     fmt = Ternary(ratio=ratio)
