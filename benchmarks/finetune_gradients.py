@@ -31,8 +31,12 @@ def main() -> None:
     model = build_model("digits_cnn", in_channels=1, num_classes=10)
     fit(model, data.train, data.val, 10, TrainConfig(epochs=12, seed=0))
     float_top1 = evaluate(model, data.test, 10).top1
-    print(f"float digits_cnn test top-1: {float_top1:.4f}; fine-tuning {args.epochs} epochs, lr 1e-3")
-    print(f"{'multiplier':<12}{'before':>8}{'ste':>8}{'table':>8}{'rec ste':>9}{'rec table':>10}{'s ste':>7}{'s table':>8}")
+    print(
+        f"float digits_cnn test top-1: {float_top1:.4f}; fine-tuning {args.epochs} epochs, lr 1e-3"
+    )
+    print(
+        f"{'multiplier':<12}{'before':>8}{'ste':>8}{'table':>8}{'rec ste':>9}{'rec table':>10}{'s ste':>7}{'s table':>8}"
+    )
     recovered = {"ste": [], "table": []}
     for spec in args.multipliers:
         row = {}
@@ -40,7 +44,9 @@ def main() -> None:
             approx = approximate(model, Plan.uniform(spec, gradient=gradient), data.train, seed=0)
             before = evaluate(approx, data.test, 10).top1
             start = time.perf_counter()
-            finetune(approx, data.train, data.val, 10, TrainConfig(epochs=args.epochs, lr=1e-3, seed=0))
+            finetune(
+                approx, data.train, data.val, 10, TrainConfig(epochs=args.epochs, lr=1e-3, seed=0)
+            )
             row[gradient] = (evaluate(approx, data.test, 10).top1, time.perf_counter() - start)
         lost = float_top1 - before
         rec = {g: (row[g][0] - before) / lost if lost > 0 else float("nan") for g in row}

@@ -77,8 +77,10 @@ def observe_inputs(model: nn.Module, bundle) -> dict[str, torch.Tensor]:
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
+
             def hook(mod, args, name=name):
                 seen.setdefault(name, []).append(args[0].detach().flatten()[::7])
+
             hooks.append(module.register_forward_pre_hook(hook))
     loader = torch.utils.data.DataLoader(bundle.train, batch_size=64, shuffle=False)
     for i, (x, _) in enumerate(loader):
@@ -105,7 +107,9 @@ def fmt(bits: int, int_bits: int, signed: bool, comp: int | None) -> str:
     return f"fxp:{body}" if comp is None else f"fpec:{body},c={comp}"
 
 
-def plan_for(model: nn.Module, inputs: dict[str, torch.Tensor], bits: int, comp: int | None) -> Plan:
+def plan_for(
+    model: nn.Module, inputs: dict[str, torch.Tensor], bits: int, comp: int | None
+) -> Plan:
     layers = {}
     for name, module in model.named_modules():
         if name not in inputs:
@@ -149,9 +153,7 @@ def summarise(name: str, float_top1: float, rows: list[Row]) -> dict:
     ref16 = next(r for r in rows if r.scheme == "ref" and r.bits == 16)
     target = ref8.top1 - TOLERANCE
     ok = [r for r in rows if r.scheme != "ref" and r.top1 >= target]
-    min_bits = {
-        s: min((r.bits for r in ok if r.scheme == s), default=None) for s in SCHEMES
-    }
+    min_bits = {s: min((r.bits for r in ok if r.scheme == s), default=None) for s in SCHEMES}
     fpec = [r for r in ok if r.scheme.startswith("fpec")]
     fxp = [r for r in ok if r.scheme == "fxp"]
     best = min(fpec, key=lambda r: r.energy_pj, default=None)
@@ -178,8 +180,10 @@ def summarise(name: str, float_top1: float, rows: list[Row]) -> dict:
 def print_table(rows: list[Row], summary: dict) -> None:
     name = summary["model"]
     ref8 = next(r for r in rows if r.scheme == "ref" and r.bits == 8)
-    print(f"\n{name}: float top-1 {summary['float_top1']:.2%}, 8-bit fxp {summary['fxp8_top1']:.2%}"
-          f", 16-bit fxp {summary['fxp16_top1']:.2%}")
+    print(
+        f"\n{name}: float top-1 {summary['float_top1']:.2%}, 8-bit fxp {summary['fxp8_top1']:.2%}"
+        f", 16-bit fxp {summary['fxp16_top1']:.2%}"
+    )
     print(f"{'bits':>4} | " + " | ".join(f"{s:>6} top-1  E/E8" for s in SCHEMES))
     for bits in BITS:
         cells = []
@@ -188,20 +192,26 @@ def print_table(rows: list[Row], summary: dict) -> None:
             cells.append(f"{r.top1:>11.2%} {r.energy_pj / ref8.energy_pj:5.2f}")
         print(f"{bits:>4} | " + " | ".join(cells))
     mb = summary["min_bits"]
-    print(f"fewest computation bits within 0.5 points of 8-bit fxp: fxp {mb['fxp']}, "
-          f"FPEC 1 comp bit {mb['fpec1']}, FPEC 2 comp bits {mb['fpec2']}")
+    print(
+        f"fewest computation bits within 0.5 points of 8-bit fxp: fxp {mb['fxp']}, "
+        f"FPEC 1 comp bit {mb['fpec1']}, FPEC 2 comp bits {mb['fpec2']}"
+    )
     best = summary["best_fpec"]
     if best is None:
         print("no FPEC configuration reaches 8-bit fixed point accuracy within 0.5 points")
         return
-    print(f"cheapest FPEC within 0.5 points: {best['scheme']} at {best['bits']} bits, top-1 "
-          f"{best['top1']:.2%}; energy gain {summary['gain_vs_8']:.2f}x vs 8-bit, "
-          f"{summary['gain_vs_16']:.2f}x vs 16-bit (compute only {summary['compute_gain_vs_8']:.2f}x"
-          f" / {summary['compute_gain_vs_16']:.2f}x)")
+    print(
+        f"cheapest FPEC within 0.5 points: {best['scheme']} at {best['bits']} bits, top-1 "
+        f"{best['top1']:.2%}; energy gain {summary['gain_vs_8']:.2f}x vs 8-bit, "
+        f"{summary['gain_vs_16']:.2f}x vs 16-bit (compute only {summary['compute_gain_vs_8']:.2f}x"
+        f" / {summary['compute_gain_vs_16']:.2f}x)"
+    )
     if "gain_vs_best_fxp" in summary:
         bf = summary["best_fxp"]
-        print(f"vs the cheapest plain fxp within 0.5 points ({bf['bits']} bits): "
-              f"{summary['gain_vs_best_fxp']:.2f}x")
+        print(
+            f"vs the cheapest plain fxp within 0.5 points ({bf['bits']} bits): "
+            f"{summary['gain_vs_best_fxp']:.2f}x"
+        )
 
 
 def main() -> None:

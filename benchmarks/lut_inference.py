@@ -66,22 +66,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch and numba threads (0: library default); 1 gives stable "
-                        "timings on a loaded machine, where every parallel region waits for a core")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch and numba threads (0: library default); 1 gives stable "
+        "timings on a loaded machine, where every parallel region waits for a core",
+    )
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)
     model = resnet20().eval()
     x = torch.rand(args.batch, 3, 32, 32)
     calib = torch.rand(256, 3, 32, 32)
-    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch} "
-          "(float32 images/s measured alongside each row)")
+    print(
+        f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch} "
+        "(float32 images/s measured alongside each row)"
+    )
     print(f"{'table':10} {'backend':8} {'images/s':>9} {'float32':>9} {'ratio':>7}")
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        specs = {"drum:4": "drum:4", "trunc:8": "trunc:8", "mitchell": "mitchell",
-                 "random": random_table_spec(Path(tmp))}
+        specs = {
+            "drum:4": "drum:4",
+            "trunc:8": "trunc:8",
+            "mitchell": "mitchell",
+            "random": random_table_spec(Path(tmp)),
+        }
         for label, spec in specs.items():
             from axdnn.arith import get_multiplier
 
@@ -89,11 +99,14 @@ def main() -> None:
             for backend in [*backends, "auto"]:
                 approx = approximate(model, Plan.uniform(spec, backend=backend), calib)
                 with torch.no_grad():
-                    base, t = paired_times(lambda: model(x), lambda approx=approx: approx(x),
-                                           args.repeats)
+                    base, t = paired_times(
+                        lambda: model(x), lambda approx=approx: approx(x), args.repeats
+                    )
                 ratio = t / base
-                print(f"{label:10} {backend:8} {args.batch / t:9.1f} {args.batch / base:9.1f} "
-                      f"{ratio:7.2f}")
+                print(
+                    f"{label:10} {backend:8} {args.batch / t:9.1f} {args.batch / base:9.1f} "
+                    f"{ratio:7.2f}"
+                )
                 if backend == "auto":
                     worst = max(worst, ratio)
     print(f"lut_inference: {worst:.2f}")

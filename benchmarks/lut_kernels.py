@@ -30,6 +30,7 @@ from axdnn.kernels.factor import factorize
 
 def drum(k: int = 4) -> torch.Tensor:
     """DRUM (Hashemi et al., ICCAD 2015) 8x8 unsigned."""
+
     def approx(x: int) -> int:
         if x < 1 << k:
             return x
@@ -65,7 +66,9 @@ def mitchell() -> torch.Tensor:
 
 
 def random_table() -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.int32))
+    return torch.from_numpy(
+        np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.int32)
+    )
 
 
 def median_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -99,18 +102,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch and numba threads (0: library default); 1 gives stable "
-                        "timings on a loaded machine, where every parallel region waits for a core")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch and numba threads (0: library default); 1 gives stable "
+        "timings on a loaded machine, where every parallel region waits for a core",
+    )
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)
     layers = {"16x32x32": (16, 32), "64x8x8": (64, 8)}
-    tables = {"drum:4": drum(), "trunc:8": column_truncation(), "mitchell": mitchell(),
-              "random": random_table()}
+    tables = {
+        "drum:4": drum(),
+        "trunc:8": column_truncation(),
+        "mitchell": mitchell(),
+        "random": random_table(),
+    }
     geom = ConvGeometry.of(3, padding=1)
-    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch} (times in ms, ratio = time / "
-          "float32 F.conv2d)")
+    print(
+        f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={args.batch} (times in ms, ratio = time / "
+        "float32 F.conv2d)"
+    )
     print(f"{'layer':10} {'table':9} {'rank':>4} {'backend':9} {'ms':>9} {'ratio':>7}  auto->")
     worst = 0.0
     for lname, (ch, hw) in layers.items():
@@ -125,21 +138,36 @@ def main() -> None:
             fns = {"float32": lambda xf=xf, wf=wf: F.conv2d(xf, wf, padding=1)}
             for name in names + ["auto"]:
                 fns[name] = lambda name=name, x=x, w=w, table=table: lut_conv2d(
-                    x, w, table, geom, backend=name)
+                    x, w, table, geom, backend=name
+                )
             # Check exactness on a slice before timing.
             ref = reference.conv2d(x[:2], w, table, geom)
             for name in names:
                 assert torch.equal(lut_conv2d(x[:2], w, table, geom, backend=name), ref), name
             times = median_of(fns, args.repeats)
-            chosen = choose_backend(table, x.device, "auto", Problem(
-                "conv2d", x.device, x.shape[0] * ch * hw * hw * ch * 9, ch, 9, x.numel(),
-                x.shape[0] * ch * hw * hw, ch)).name
+            chosen = choose_backend(
+                table,
+                x.device,
+                "auto",
+                Problem(
+                    "conv2d",
+                    x.device,
+                    x.shape[0] * ch * hw * hw * ch * 9,
+                    ch,
+                    9,
+                    x.numel(),
+                    x.shape[0] * ch * hw * hw,
+                    ch,
+                ),
+            ).name
             base = times["float32"]
             for name in ["float32", *names, "auto"]:
                 ratio = times[name] / base
                 extra = chosen if name == "auto" else ""
-                print(f"{lname:10} {tname:9} {rank:>4} {name:9} {times[name] * 1e3:9.1f} "
-                      f"{ratio:7.2f}  {extra}")
+                print(
+                    f"{lname:10} {tname:9} {rank:>4} {name:9} {times[name] * 1e3:9.1f} "
+                    f"{ratio:7.2f}  {extra}"
+                )
             worst = max(worst, times["auto"] / base)
     print(f"lut_kernels: {worst:.2f}")
 

@@ -21,7 +21,9 @@ from axdnn.train.finetune import FinetuneOptions, finetune
 GRADIENT_CHOICES = ("ste", "table")
 
 
-def resolve_plan(plan: Path | None, multiplier: str | None, gradient: str | None = None) -> Plan | None:
+def resolve_plan(
+    plan: Path | None, multiplier: str | None, gradient: str | None = None
+) -> Plan | None:
     """`--plan FILE` or the `--multiplier SPEC` shorthand (not both); None when neither."""
     if plan is not None and multiplier is not None:
         raise ConfigError("give either --plan or --multiplier, not both")
@@ -37,7 +39,11 @@ def resolve_plan(plan: Path | None, multiplier: str | None, gradient: str | None
 
 
 def approximated_model(
-    checkpoint: Checkpoint, model: nn.Module, bundle: DatasetBundle, plan: Plan | None, seed: int = 0
+    checkpoint: Checkpoint,
+    model: nn.Module,
+    bundle: DatasetBundle,
+    plan: Plan | None,
+    seed: int = 0,
 ) -> tuple[nn.Module, Plan | None]:
     """The checkpoint's model under its own stored plan, or calibrated under a new plan."""
     stored = checkpoint.extra.get("plan")
@@ -104,7 +110,11 @@ def render_approx_evaluate(record: dict) -> str:
     if record["approximation"]:
         lines.append("layers:")
         for layer in record["approximation"]["layers"]:
-            how = _layer_hardware(layer) if layer["status"] == "approximate" else f"exact: {layer['reason']}"
+            how = (
+                _layer_hardware(layer)
+                if layer["status"] == "approximate"
+                else f"exact: {layer['reason']}"
+            )
             lines.append(f"  {layer['name']:<24} {layer['kind']:<8} {how}")
     return "\n".join(lines)
 
@@ -136,7 +146,9 @@ def run_finetune(
     dev = resolve_device(device)
     ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
     if "plan" in ck.extra:
-        raise ConfigError(f"checkpoint {str(checkpoint)!r} is already fine-tuned; start from the float one")
+        raise ConfigError(
+            f"checkpoint {str(checkpoint)!r} is already fine-tuned; start from the float one"
+        )
     seed_everything(config.seed)
     approx = approximate(model, chosen, bundle.train, seed=config.seed).to(dev)
     n = bundle.num_classes
@@ -155,7 +167,11 @@ def run_finetune(
             data_spec=bundle.spec,
             input_shape=bundle.input_shape,
             metrics={"test_top1": after.top1, "before_finetune_top1": before.top1},
-            extra={"plan": chosen.model_dump(), "finetune_config": vars(config), "options": vars(options)},
+            extra={
+                "plan": chosen.model_dump(),
+                "finetune_config": vars(config),
+                "options": vars(options),
+            },
         ),
     )
     return {

@@ -10,6 +10,7 @@ from axdnn.cost.energy import EnergyReport, EnergyTable, estimate_energy
 from axdnn.cost.precision import precision_from_model
 from axdnn.cost.table import format_cost_table
 from axdnn.data import load_dataset
+from axdnn.errors import ConfigError
 from axdnn.experiment.common import (
     build_from_checkpoint,
     load_checkpoint_and_data,
@@ -17,7 +18,6 @@ from axdnn.experiment.common import (
     split_of,
     try_forward,
 )
-from axdnn.errors import ConfigError
 from axdnn.models import build_model
 from axdnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from axdnn.runtime import resolve_device, seed_everything
@@ -99,7 +99,9 @@ def run_evaluate(
 
 
 def render_evaluate(record: dict) -> str:
-    worst = min(range(len(record["per_class_accuracy"])), key=lambda c: record["per_class_accuracy"][c])
+    worst = min(
+        range(len(record["per_class_accuracy"])), key=lambda c: record["per_class_accuracy"][c]
+    )
     return (
         f"{record['model']} on {record['data']} ({record['split']}, {record['samples']} samples)\n"
         f"top-1 {record['top1']:.2%}  top-5 {record['top5']:.2%}  loss {record['loss']:.4f}\n"
@@ -121,7 +123,9 @@ def run_cost(
         net = build_from_checkpoint(ck)
         shape = parse_input_shape(input_shape) if input_shape else ck.input_shape
         if shape is None:
-            raise ConfigError(f"checkpoint {str(checkpoint)!r} records no input shape; pass --input")
+            raise ConfigError(
+                f"checkpoint {str(checkpoint)!r} records no input shape; pass --input"
+            )
         name = ck.model_name
     elif model is not None:
         if not input_shape:

@@ -33,7 +33,9 @@ def run_demo(out: Path, device: str = "auto", progress: bool = True) -> dict:
     """Run the demo pipeline and return what it measured, with the paths it wrote."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"demo output folder {str(out)!r} exists and is not a folder; pick another --out")
+        raise ConfigError(
+            f"demo output folder {str(out)!r} exists and is not a folder; pick another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "digits_cnn.pt"
     trained = run_train(DEMO_MODEL, DEMO_DATA, checkpoint, DEMO_CONFIG, device, progress)
@@ -45,8 +47,13 @@ def run_demo(out: Path, device: str = "auto", progress: bool = True) -> dict:
     ]
     worst = min(approximate, key=lambda r: r["top1"])
     tuned = run_finetune(
-        checkpoint, out / "finetuned.pt", DEMO_FINETUNE, FinetuneOptions(),
-        multiplier=worst["plan"]["layers"]["*"]["multiplier"], device=device, progress=progress,
+        checkpoint,
+        out / "finetuned.pt",
+        DEMO_FINETUNE,
+        FinetuneOptions(),
+        multiplier=worst["plan"]["layers"]["*"]["multiplier"],
+        device=device,
+        progress=progress,
     )
     files = {
         "checkpoint": str(checkpoint),
@@ -58,8 +65,12 @@ def run_demo(out: Path, device: str = "auto", progress: bool = True) -> dict:
         "finetune": _write(out, "finetune.json", tuned),
     }
     return {
-        "train": trained, "evaluate": evaluated, "cost": cost,
-        "approximate": approximate, "finetune": tuned, "files": files,
+        "train": trained,
+        "evaluate": evaluated,
+        "cost": cost,
+        "approximate": approximate,
+        "finetune": tuned,
+        "files": files,
     }
 
 

@@ -57,10 +57,9 @@ def conv_slab(  # pragma: no cover
                             elif left == 2:
                                 a1 = xp[n, ch, iy, ix + dw]
                                 for q in range(ob):
-                                    acc[base + ox, q] += (
-                                        acc_like.dtype.type(slab[g, k, a0, q])
-                                        + acc_like.dtype.type(slab[g, k + 1, a1, q])
-                                    )
+                                    acc[base + ox, q] += acc_like.dtype.type(
+                                        slab[g, k, a0, q]
+                                    ) + acc_like.dtype.type(slab[g, k + 1, a1, q])
                             else:
                                 for q in range(ob):
                                     acc[base + ox, q] += slab[g, k, a0, q]
@@ -89,10 +88,15 @@ def _taps9(xp, slab, acc, n, g, ch, k, y0, y1, wo, sh, sw, dh, dw):  # pragma: n
             a6, a7, a8 = xp[n, ch, r2, x0], xp[n, ch, r2, x1], xp[n, ch, r2, x2]
             for q in range(ob):
                 acc[base + ox, q] += (
-                    t(slab[g, k, a0, q]) + t(slab[g, k + 1, a1, q]) + t(slab[g, k + 2, a2, q])
-                    + t(slab[g, k + 3, a3, q]) + t(slab[g, k + 4, a4, q])
-                    + t(slab[g, k + 5, a5, q]) + t(slab[g, k + 6, a6, q])
-                    + t(slab[g, k + 7, a7, q]) + t(slab[g, k + 8, a8, q])
+                    t(slab[g, k, a0, q])
+                    + t(slab[g, k + 1, a1, q])
+                    + t(slab[g, k + 2, a2, q])
+                    + t(slab[g, k + 3, a3, q])
+                    + t(slab[g, k + 4, a4, q])
+                    + t(slab[g, k + 5, a5, q])
+                    + t(slab[g, k + 6, a6, q])
+                    + t(slab[g, k + 7, a7, q])
+                    + t(slab[g, k + 8, a8, q])
                 )
 
 
@@ -193,7 +197,6 @@ def finish(res, scale, bias, rowmap, og, out, first):  # pragma: no cover
                 else:
                     v += out[n, o, y, xx]
                 out[n, o, y, xx] = v
-
 
 
 @njit(parallel=True, cache=True)

@@ -132,8 +132,10 @@ def lut_conv2d(
     where = "lut_conv2d"
     _check_table(table, where)
     if x_idx.dim() != 4 or w_idx.dim() != 4:
-        raise ShapeError(f"{where}: expected x (N, C, H, W) and w (O, C/groups, kh, kw), got "
-                         f"{tuple(x_idx.shape)} and {tuple(w_idx.shape)}")
+        raise ShapeError(
+            f"{where}: expected x (N, C, H, W) and w (O, C/groups, kh, kw), got "
+            f"{tuple(x_idx.shape)} and {tuple(w_idx.shape)}"
+        )
     n, c, h, w = x_idx.shape
     o, cg, kh, kw = w_idx.shape
     g = geom.groups
@@ -149,15 +151,24 @@ def lut_conv2d(
     _check("w_idx", w_idx, table.shape[1], where)
     if not 0 <= int(pad_index) < table.shape[0]:
         raise ShapeError(f"{where}: pad_index {pad_index} is outside 0..{table.shape[0] - 1}")
-    problem = Problem("conv2d", x_idx.device, n * o * ho * wo * cg * kh * kw, cg, kh * kw,
-                      x_idx.numel(), n * o * ho * wo, o // g)
+    problem = Problem(
+        "conv2d",
+        x_idx.device,
+        n * o * ho * wo * cg * kh * kw,
+        cg,
+        kh * kw,
+        x_idx.numel(),
+        n * o * ho * wo,
+        o // g,
+    )
     chosen = choose_backend(table, x_idx.device, backend, problem)
     return chosen.conv2d(x_idx, w_idx, table.to(x_idx.device), geom, int(pad_index))
 
 
 def _matmul_problem(a: torch.Tensor, b_shape: tuple[int, ...], outputs: int, k: int) -> Problem:
-    return Problem("matmul", a.device, outputs * k, k, 1, a.numel(), outputs,
-                   min(b_shape[-1], a.shape[-2]))
+    return Problem(
+        "matmul", a.device, outputs * k, k, 1, a.numel(), outputs, min(b_shape[-1], a.shape[-2])
+    )
 
 
 def lut_linear(
@@ -167,12 +178,15 @@ def lut_linear(
     where = "lut_linear"
     _check_table(table, where)
     if a_idx.dim() != 2 or b_idx.dim() != 2 or a_idx.shape[1] != b_idx.shape[1]:
-        raise ShapeError(f"{where}: expected a (M, K) and b (O, K), got {tuple(a_idx.shape)} "
-                         f"and {tuple(b_idx.shape)}")
+        raise ShapeError(
+            f"{where}: expected a (M, K) and b (O, K), got {tuple(a_idx.shape)} "
+            f"and {tuple(b_idx.shape)}"
+        )
     _check("a_idx", a_idx, table.shape[0], where)
     _check("b_idx", b_idx, table.shape[1], where)
-    problem = _matmul_problem(a_idx, tuple(b_idx.shape), a_idx.shape[0] * b_idx.shape[0],
-                              a_idx.shape[1])
+    problem = _matmul_problem(
+        a_idx, tuple(b_idx.shape), a_idx.shape[0] * b_idx.shape[0], a_idx.shape[1]
+    )
     chosen = choose_backend(table, a_idx.device, backend, problem)
     return chosen.linear(a_idx, b_idx, table.to(a_idx.device))
 
@@ -184,13 +198,16 @@ def lut_matmul(
     where = "lut_matmul"
     _check_table(table, where)
     if a_idx.dim() < 2 or b_idx.dim() < 2 or a_idx.shape[-1] != b_idx.shape[-2]:
-        raise ShapeError(f"{where}: expected a (..., M, K) and b (..., K, N), got "
-                         f"{tuple(a_idx.shape)} and {tuple(b_idx.shape)}")
+        raise ShapeError(
+            f"{where}: expected a (..., M, K) and b (..., K, N), got "
+            f"{tuple(a_idx.shape)} and {tuple(b_idx.shape)}"
+        )
     try:
         batch = torch.broadcast_shapes(a_idx.shape[:-2], b_idx.shape[:-2])
     except RuntimeError as exc:
-        raise ShapeError(f"{where}: batch dims of {tuple(a_idx.shape)} and "
-                         f"{tuple(b_idx.shape)} do not broadcast") from exc
+        raise ShapeError(
+            f"{where}: batch dims of {tuple(a_idx.shape)} and {tuple(b_idx.shape)} do not broadcast"
+        ) from exc
     _check("a_idx", a_idx, table.shape[0], where)
     _check("b_idx", b_idx, table.shape[1], where)
     outputs = a_idx.shape[-2] * b_idx.shape[-1] * max(1, torch.Size(batch).numel())
@@ -229,8 +246,11 @@ def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
 def _numba_cost(table: torch.Tensor, p: Problem) -> float:
     block = max(1, min(p.out_block, gather_cpu.MAX_OUT_BLOCK))
     slab = table.shape[0] * p.out_block * p.channels * p.area  # per group (a lower bound)
-    return (p.macs * (_SLAB_ROW / block + _SLAB_ADD) + slab / _SLAB_BUILD
-            + 2 * p.outputs / _ELEMENTS["cpu"])
+    return (
+        p.macs * (_SLAB_ROW / block + _SLAB_ADD)
+        + slab / _SLAB_BUILD
+        + 2 * p.outputs / _ELEMENTS["cpu"]
+    )
 
 
 def _torch_cost(table: torch.Tensor, p: Problem) -> float:

@@ -125,8 +125,9 @@ def conv2d(
             c1 = min(cg, c0 + plan.block)
             slab = np.empty((g, (c1 - c0) * kh * kw, t.shape[0], o1 - o0), plan.dtype)
             kern.build_slab(tab, w, o0, c0 * kh * kw, slab)
-            kern.conv_slab(xp, slab, out, acc_like, c0, o0, kh, kw, *geom.stride,
-                           *geom.dilation, rows, fuse9)
+            kern.conv_slab(
+                xp, slab, out, acc_like, c0, o0, kh, kw, *geom.stride, *geom.dilation, rows, fuse9
+            )
     if plan.offset:
         out += plan.offset * cg * kh * kw
     return torch.from_numpy(out).to(x_idx.device)

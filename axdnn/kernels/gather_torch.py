@@ -49,8 +49,13 @@ def conv2d(
         for i in range(kh):
             for j in range(kw):
                 slab = slabs[..., i, j].permute(1, 0, 2).reshape(g * rows, og)
-                a = xg[:, :, ci, i * dh : i * dh + sh * (ho - 1) + 1 : sh,
-                       j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+                a = xg[
+                    :,
+                    :,
+                    ci,
+                    i * dh : i * dh + sh * (ho - 1) + 1 : sh,
+                    j * dw : j * dw + sw * (wo - 1) + 1 : sw,
+                ]
                 acc += slab.index_select(0, (a + base).reshape(-1))
     out = acc.view(n, g, ho, wo, og).permute(0, 1, 4, 2, 3)
     return out.reshape(n, o, ho, wo).to(torch.int64)

@@ -162,8 +162,11 @@ def _box_sum(x: torch.Tensor, geom: ConvGeometry, out_hw: tuple[int, int]) -> to
     total = torch.zeros(*x.shape[:-2], ho, wo, dtype=torch.int64, device=x.device)
     for i in range(kh):
         for j in range(kw):
-            total += x[..., i * dh : i * dh + sh * (ho - 1) + 1 : sh,
-                       j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+            total += x[
+                ...,
+                i * dh : i * dh + sh * (ho - 1) + 1 : sh,
+                j * dw : j * dw + sw * (wo - 1) + 1 : sw,
+            ]
     return total
 
 
@@ -311,8 +314,9 @@ def matmul(a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor) -> tor
     factors, chunks = plan.factors, plan.chunks
     a, b = a_idx.to(torch.int32), b_idx.to(torch.int32)
     batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    out = torch.full((*batch, a.shape[-2], b.shape[-1]), factors.const * k, dtype=torch.int64,
-                     device=device)
+    out = torch.full(
+        (*batch, a.shape[-2], b.shape[-1]), factors.const * k, dtype=torch.int64, device=device
+    )
     if factors.row.any():
         out += _lookup(torch.from_numpy(factors.row).to(device), a).sum(dim=-1, keepdim=True)
     if factors.col.any():

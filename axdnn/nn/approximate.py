@@ -22,8 +22,13 @@ from axdnn.nn.plan import LayerSpec, Plan
 SUPPORTED = {nn.Conv2d: ApproxConv2d, nn.Linear: ApproxLinear}
 FORMAT_SUPPORTED = {nn.Conv2d: FormatConv2d, nn.Linear: FormatLinear}
 UNSUPPORTED = (
-    nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-    nn.Bilinear, nn.MultiheadAttention,
+    nn.Conv1d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Bilinear,
+    nn.MultiheadAttention,
 )
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 64
@@ -117,7 +122,9 @@ def approximate(
     for name, module in layers.items():
         kind = type(module).__name__
         if name not in chosen:
-            report.layers.append(LayerRecord(name, kind, "exact", reason="no plan pattern names it"))
+            report.layers.append(
+                LayerRecord(name, kind, "exact", reason="no plan pattern names it")
+            )
             continue
         pattern, spec = chosen[name]
         if spec.multiplier is None and not spec.has_formats:
@@ -127,8 +134,13 @@ def approximate(
         _replace(new, name, _convert(name, module, pattern, spec))
         report.layers.append(
             LayerRecord(
-                name, kind, "approximate", spec.multiplier, pattern,
-                weight_format=spec.weight_format, act_format=spec.act_format,
+                name,
+                kind,
+                "approximate",
+                spec.multiplier,
+                pattern,
+                weight_format=spec.weight_format,
+                act_format=spec.act_format,
             )
         )
     if calibration_data is not None:
@@ -142,7 +154,9 @@ def _batches(data, batches: int, seed: int):
         data = TensorDataset(data)
     if isinstance(data, Dataset):
         generator = torch.Generator().manual_seed(seed)
-        data = DataLoader(data, batch_size=CALIBRATION_BATCH_SIZE, shuffle=True, generator=generator)
+        data = DataLoader(
+            data, batch_size=CALIBRATION_BATCH_SIZE, shuffle=True, generator=generator
+        )
     for i, batch in enumerate(data):
         if i >= batches:
             break

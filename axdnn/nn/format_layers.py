@@ -44,17 +44,41 @@ def operand_profile(fmt: Format | None) -> dict[str, Any]:
     """How the hardware holds one operand: compute bits, arithmetic kind ('int', 'float' with
     e/m bits, or 'fp32') and FPEC compensation bits (stored bits and error-estimate width)."""
     if fmt is None or isinstance(fmt, Identity):
-        return {"bits": 32, "arith": "fp32", "exp_bits": 8, "man_bits": 23, "extra_bits": 0,
-                "comp_bits": 0}
+        return {
+            "bits": 32,
+            "arith": "fp32",
+            "exp_bits": 8,
+            "man_bits": 23,
+            "extra_bits": 0,
+            "comp_bits": 0,
+        }
     if isinstance(fmt, FloatFormat):
-        return {"bits": fmt.bits, "arith": "float", "exp_bits": fmt.exp_bits,
-                "man_bits": fmt.man_bits - fmt.trunc, "extra_bits": 0, "comp_bits": 0}
+        return {
+            "bits": fmt.bits,
+            "arith": "float",
+            "exp_bits": fmt.exp_bits,
+            "man_bits": fmt.man_bits - fmt.trunc,
+            "extra_bits": 0,
+            "comp_bits": 0,
+        }
     if isinstance(fmt, Fpec):
-        return {"bits": fmt.compute_bits, "arith": "int", "exp_bits": None, "man_bits": None,
-                "extra_bits": fmt.comp_bits, "comp_bits": 1 + fmt.mag_bits}
+        return {
+            "bits": fmt.compute_bits,
+            "arith": "int",
+            "exp_bits": None,
+            "man_bits": None,
+            "extra_bits": fmt.comp_bits,
+            "comp_bits": 1 + fmt.mag_bits,
+        }
     if isinstance(fmt, INTEGER_FORMATS):
-        return {"bits": fmt.bits, "arith": "int", "exp_bits": None, "man_bits": None,
-                "extra_bits": 0, "comp_bits": 0}
+        return {
+            "bits": fmt.bits,
+            "arith": "int",
+            "exp_bits": None,
+            "man_bits": None,
+            "extra_bits": 0,
+            "comp_bits": 0,
+        }
     raise ConfigError(f"format {fmt.spec!r} has no hardware description for the cost model")
 
 
@@ -234,9 +258,16 @@ class FormatConv2d(FormatMixin, nn.Conv2d):
                 f"cannot put a Conv2d with padding_mode={conv.padding_mode!r} in number formats"
             )
         layer = cls(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.dilation, conv.groups, conv.bias is not None,
-            device=conv.weight.device, dtype=conv.weight.dtype,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
         )
         layer.load_state_dict(conv.state_dict())
         layer._setup_formats(weight_format, act_format)
@@ -257,8 +288,11 @@ class FormatLinear(FormatMixin, nn.Linear):
         cls, linear: nn.Linear, weight_format: str | Format | None, act_format: str | Format | None
     ) -> FormatLinear:
         layer = cls(
-            linear.in_features, linear.out_features, linear.bias is not None,
-            device=linear.weight.device, dtype=linear.weight.dtype,
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
         )
         layer.load_state_dict(linear.state_dict())
         layer._setup_formats(weight_format, act_format)

@@ -144,7 +144,12 @@ class TableMac(torch.autograd.Function):
         zx = int(xz)
         a, b = tab.a_scheme, tab.b_scheme
         pad_index = int(code_index(torch.tensor(zx), a.bits))
-        acc = op.lut(_narrow(code_index(qx, a.bits), a.bits), _narrow(code_index(qw, b.bits), b.bits), tab, pad_index)
+        acc = op.lut(
+            _narrow(code_index(qx, a.bits), a.bits),
+            _narrow(code_index(qw, b.bits), b.bits),
+            tab,
+            pad_index,
+        )
         span = max(abs(a.qmax - zx), abs(zx - min(a.qmin, -a.qmax)))
         acc = acc - op.channel(wz) * op.sum_x(qx - zx, w.shape[0], span) - zx * op.sum_w(qw)
         acc = _saturate(acc, tab.acc_bits)

@@ -63,8 +63,13 @@ class ApproxMixin:
                 multiplier.table, multiplier.a_signed, multiplier.b_signed, config.gradient_rank
             )
         self.operands = TableOperands(
-            multiplier.table, self.a_scheme, self.b_scheme, config.gradient, grad,
-            config.backend, config.acc_bits,
+            multiplier.table,
+            self.a_scheme,
+            self.b_scheme,
+            config.gradient,
+            grad,
+            config.backend,
+            config.acc_bits,
         )
         self.register_buffer("act_scale", torch.ones(()))
         self.register_buffer("act_zero", torch.zeros((), dtype=torch.int64))
@@ -104,12 +109,14 @@ class ApproxMixin:
         return self._weight_cache[1], self._weight_cache[2]
 
     def _record_hist(self, x: torch.Tensor) -> None:
-        from axdnn.nn.quant import code_index, quantize_codes, qparams
+        from axdnn.nn.quant import code_index, qparams, quantize_codes
 
         if self._observer is None or self._observer.lo is None:
             return
         scale, zero = qparams(self._observer.lo, self._observer.hi, self.a_scheme)
-        codes = code_index(quantize_codes(x.detach(), scale, zero, self.a_scheme), self.a_scheme.bits)
+        codes = code_index(
+            quantize_codes(x.detach(), scale, zero, self.a_scheme), self.a_scheme.bits
+        )
         self.act_hist += torch.bincount(codes.flatten().cpu(), minlength=self.act_hist.numel())
 
     def _table_forward(self, op, x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +131,14 @@ class ApproxMixin:
             )
         ws, wz = self.weight_qparams()
         return TableMac.apply(
-            x.float(), self.weight, op, self.operands, self.act_scale, self.act_zero, ws, wz,
+            x.float(),
+            self.weight,
+            op,
+            self.operands,
+            self.act_scale,
+            self.act_zero,
+            ws,
+            wz,
             torch.is_grad_enabled(),
         )
 
@@ -160,21 +174,34 @@ class ApproxConv2d(ApproxMixin, nn.Conv2d):
     """nn.Conv2d whose products come from a multiplier's table (stride, padding, dilation, groups)."""
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d, multiplier: Multiplier, config: ApproxConfig) -> ApproxConv2d:
+    def from_float(
+        cls, conv: nn.Conv2d, multiplier: Multiplier, config: ApproxConfig
+    ) -> ApproxConv2d:
         if conv.padding_mode != "zeros":
-            raise ConfigError(f"cannot approximate a Conv2d with padding_mode={conv.padding_mode!r}")
+            raise ConfigError(
+                f"cannot approximate a Conv2d with padding_mode={conv.padding_mode!r}"
+            )
         padding = _numeric_padding(conv)
         layer = cls(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding,
-            conv.dilation, conv.groups, conv.bias is not None,
-            device=conv.weight.device, dtype=conv.weight.dtype,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
         )
         layer.load_state_dict(conv.state_dict())
         layer._setup(multiplier, config)
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        geom = ConvGeometry.of(self.kernel_size, self.stride, self.padding, self.dilation, self.groups)
+        geom = ConvGeometry.of(
+            self.kernel_size, self.stride, self.padding, self.dilation, self.groups
+        )
         y = self._table_forward(ConvOp(geom), x)
         return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
 
@@ -186,10 +213,15 @@ class ApproxLinear(ApproxMixin, nn.Linear):
     """nn.Linear over any leading dimensions, products from a multiplier's table."""
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, multiplier: Multiplier, config: ApproxConfig) -> ApproxLinear:
+    def from_float(
+        cls, linear: nn.Linear, multiplier: Multiplier, config: ApproxConfig
+    ) -> ApproxLinear:
         layer = cls(
-            linear.in_features, linear.out_features, linear.bias is not None,
-            device=linear.weight.device, dtype=linear.weight.dtype,
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
         )
         layer.load_state_dict(linear.state_dict())
         layer._setup(multiplier, config)

@@ -70,7 +70,9 @@ def _mse_range(data, lo, hi, scheme):
     for factor in MSE_GRID:
         cand_lo, cand_hi = lo * factor, hi * factor
         scale, zero = qparams(cand_lo, cand_hi, scheme)
-        deq = (quantize_codes(data, scale[:, None], zero[:, None], scheme) - zero[:, None]) * scale[:, None]
+        deq = (quantize_codes(data, scale[:, None], zero[:, None], scheme) - zero[:, None]) * scale[
+            :, None
+        ]
         err = (deq - data).pow(2).mean(dim=1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)

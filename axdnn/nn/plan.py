@@ -42,7 +42,9 @@ class LayerSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    multiplier: str | None = Field(None, description="Multiplier spec, e.g. drum:4@u8; null = float")
+    multiplier: str | None = Field(
+        None, description="Multiplier spec, e.g. drum:4@u8; null = float"
+    )
     act_observer: Literal["minmax", "percentile", "mse"] = "minmax"
     weight_observer: Literal["minmax", "percentile", "mse"] = "minmax"
     per_channel: bool = True
@@ -69,7 +71,8 @@ class LayerSpec(BaseModel):
     def _check_combination(self) -> LayerSpec:
         if self.multiplier is not None and self.has_formats:
             given = ", ".join(
-                f"{k}={getattr(self, k)!r}" for k in ("weight_format", "act_format")
+                f"{k}={getattr(self, k)!r}"
+                for k in ("weight_format", "act_format")
                 if getattr(self, k) is not None
             )
             raise ConfigError(
@@ -106,7 +109,9 @@ class Plan(BaseModel):
     @classmethod
     def from_dict(cls, data: object, source: str = "plan") -> Plan:
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping with key 'layers', got {type(data).__name__}")
+            raise ConfigError(
+                f"{source}: expected a mapping with key 'layers', got {type(data).__name__}"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as err:
@@ -129,7 +134,11 @@ class Plan(BaseModel):
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         data = self.model_dump(exclude_defaults=False)
-        text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+        text = (
+            json.dumps(data, indent=2)
+            if path.suffix == ".json"
+            else yaml.safe_dump(data, sort_keys=False)
+        )
         path.write_text(text)
         return path
 

@@ -41,7 +41,9 @@ class QuantScheme:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
 
-def qparams(lo: torch.Tensor, hi: torch.Tensor, scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor]:
+def qparams(
+    lo: torch.Tensor, hi: torch.Tensor, scheme: QuantScheme
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point covering [lo, hi] (widened to include 0); float32 and int64 tensors.
 
     Symmetric signed schemes use the narrow range [-qmax, qmax] so that zero is exact and the

@@ -98,6 +98,10 @@ def finetune(
     if options.distill_alpha > 0:
         if teacher is None:
             raise ValueError("distillation needs the exact teacher model")
-        loss_fn = distillation_loss(teacher.to(device), options.distill_alpha, options.distill_temperature)
+        loss_fn = distillation_loss(
+            teacher.to(device), options.distill_alpha, options.distill_temperature
+        )
     regularizer = hardware_regularizer(model, options.hw_weight) if options.hw_weight > 0 else None
-    return fit(model, train_set, val_set, num_classes, config, device, progress, loss_fn, regularizer)
+    return fit(
+        model, train_set, val_set, num_classes, config, device, progress, loss_fn, regularizer
+    )

@@ -82,7 +82,9 @@ def _make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, _inputs: torch.Tensor) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, _inputs: torch.Tensor
+) -> torch.Tensor:
     return F.cross_entropy(logits, target)
 
 
@@ -138,14 +140,14 @@ def fit(
         if scheduler is not None:
             scheduler.step()
         val = evaluate(model, val_set, num_classes, device=device)
-        history.epochs.append(EpochRecord(epoch + 1, lr, train_loss, train_top1, val.loss, val.top1))
+        history.epochs.append(
+            EpochRecord(epoch + 1, lr, train_loss, train_top1, val.loss, val.top1)
+        )
         if not history.best_val_top1 >= val.top1:
             history.best_epoch, history.best_val_top1 = epoch + 1, val.top1
             best_state = copy.deepcopy(model.state_dict())
         if progress:
-            tqdm.write(
-                f"{desc}: loss {train_loss:.4f} train {train_top1:.2%} val {val.top1:.2%}"
-            )
+            tqdm.write(f"{desc}: loss {train_loss:.4f} train {train_top1:.2%} val {val.top1:.2%}")
     if restore_best and history.epochs:
         model.load_state_dict(best_state)
     return history
