@@ -36,6 +36,7 @@ from axdnn.formats import (
     pact,
     parse_format,
 )
+from axdnn.nn.cloning import clone_conv, clone_linear
 
 INTEGER_FORMATS = (FixedPoint, Fpec, PactFormat, DoReFa, Binary, Ternary)
 
@@ -257,19 +258,7 @@ class FormatConv2d(FormatMixin, nn.Conv2d):
             raise ConfigError(
                 f"cannot put a Conv2d with padding_mode={conv.padding_mode!r} in number formats"
             )
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.groups,
-            conv.bias is not None,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
-        layer.load_state_dict(conv.state_dict())
+        layer = clone_conv(cls, conv)
         layer._setup_formats(weight_format, act_format)
         return layer
 
@@ -287,14 +276,7 @@ class FormatLinear(FormatMixin, nn.Linear):
     def from_float(
         cls, linear: nn.Linear, weight_format: str | Format | None, act_format: str | Format | None
     ) -> FormatLinear:
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            linear.bias is not None,
-            device=linear.weight.device,
-            dtype=linear.weight.dtype,
-        )
-        layer.load_state_dict(linear.state_dict())
+        layer = clone_linear(cls, linear)
         layer._setup_formats(weight_format, act_format)
         return layer
 

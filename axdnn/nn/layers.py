@@ -16,6 +16,7 @@ from torch import nn
 from axdnn.arith import Multiplier
 from axdnn.errors import ConfigError
 from axdnn.kernels import ConvGeometry
+from axdnn.nn.cloning import clone_conv, clone_linear
 from axdnn.nn.functional import ConvOp, LinearOp, TableMac, TableOperands
 from axdnn.nn.gradients import DEFAULT_RANK, GRADIENTS, table_gradient
 from axdnn.nn.observers import Observer
@@ -171,7 +172,7 @@ class ApproxMixin:
 
 
 class ApproxConv2d(ApproxMixin, nn.Conv2d):
-    """nn.Conv2d whose products come from a multiplier's table (stride, padding, dilation, groups)."""
+    """nn.Conv2d whose products come from a multiplier's table (any stride/padding/groups)."""
 
     @classmethod
     def from_float(
@@ -182,19 +183,7 @@ class ApproxConv2d(ApproxMixin, nn.Conv2d):
                 f"cannot approximate a Conv2d with padding_mode={conv.padding_mode!r}"
             )
         padding = _numeric_padding(conv)
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            padding,
-            conv.dilation,
-            conv.groups,
-            conv.bias is not None,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
-        layer.load_state_dict(conv.state_dict())
+        layer = clone_conv(cls, conv, padding)
         layer._setup(multiplier, config)
         return layer
 
@@ -216,14 +205,7 @@ class ApproxLinear(ApproxMixin, nn.Linear):
     def from_float(
         cls, linear: nn.Linear, multiplier: Multiplier, config: ApproxConfig
     ) -> ApproxLinear:
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            linear.bias is not None,
-            device=linear.weight.device,
-            dtype=linear.weight.dtype,
-        )
-        layer.load_state_dict(linear.state_dict())
+        layer = clone_linear(cls, linear)
         layer._setup(multiplier, config)
         return layer
 

@@ -143,7 +143,7 @@ class Plan(BaseModel):
         return path
 
     def resolve(self, layer_names: list[str]) -> dict[str, tuple[str, LayerSpec]]:
-        """Map each layer a pattern matches to (pattern, spec); a pattern matching nothing is an error."""
+        """Map each matched layer to (pattern, spec); a pattern matching nothing is an error."""
         chosen: dict[str, tuple[str, LayerSpec]] = {}
         for pattern, spec in self.layers.items():
             hits = [name for name in layer_names if fnmatch.fnmatchcase(name, pattern)]
