@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threads import THREADS_HELP, set_threads
 
 from axdnn.kernels.factor import factorize
 from axdnn.models.resnet import resnet20
@@ -49,30 +50,11 @@ def paired_times(base, approx, repeats: int) -> tuple[float, float]:
     return statistics.median(tb), statistics.median(ta)
 
 
-def set_threads(threads: int) -> None:
-    """Use `threads` threads in torch and numba (0 leaves the defaults)."""
-    if threads <= 0:
-        return
-    try:  # numba first: starting its threading layer can reset torch's thread count
-        import numba
-
-        numba.set_num_threads(threads)
-    except ImportError:
-        pass
-    torch.set_num_threads(threads)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch and numba threads (0: library default); 1 gives stable "
-        "timings on a loaded machine, where every parallel region waits for a core",
-    )
+    parser.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from threads import THREADS_HELP, set_threads
 
 from axdnn.kernels import ConvGeometry, lut_conv2d, reference
 from axdnn.kernels.dispatch import Problem, choose_backend
@@ -85,30 +86,11 @@ def median_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, f
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def set_threads(threads: int) -> None:
-    """Use `threads` threads in torch and numba (0 leaves the defaults)."""
-    if threads <= 0:
-        return
-    try:  # numba first: starting its threading layer can reset torch's thread count
-        import numba
-
-        numba.set_num_threads(threads)
-    except ImportError:
-        pass
-    torch.set_num_threads(threads)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch and numba threads (0: library default); 1 gives stable "
-        "timings on a loaded machine, where every parallel region waits for a core",
-    )
+    parser.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)
