@@ -31,6 +31,7 @@ from axdnn.inject import Site, activation_histograms, component_noise, wilson_in
 from axdnn.inject.error_models import Clamp
 from axdnn.inject.injector import predict_with_faults
 from axdnn.nn import ApproxConv2d, ApproxLinear, LayerSpec, Plan, approximate
+from axdnn.runtime import eval_mode
 
 
 def multiplier_costs(
@@ -65,14 +66,12 @@ def layer_inputs_shapes(
                 lambda _m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))
             )
         )
-    was_training = model.training
-    model.eval()
     try:
-        model(example)
+        with eval_mode(model):
+            model(example)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return shapes
 
 

@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 from axdnn.errors import InjectionError
-from axdnn.inject import Site, layer_sites, parse_error_model, parse_site, wilson_interval
+from axdnn.inject import (
+    Site,
+    golden_predictions,
+    layer_sites,
+    parse_error_model,
+    parse_site,
+    wilson_interval,
+)
 from axdnn.inject.injector import predict_with_faults
 from axdnn.inject.stats import mean_interval
 
@@ -76,7 +83,7 @@ def sensitivity_sweep(
     site_list = [parse_site(s) for s in sites] if sites else layer_sites(model)
     labels = labels.cpu()
     with torch.no_grad():
-        base_pred = _clean(model, inputs, batch_size)
+        base_pred = golden_predictions(model, inputs, batch_size)
     base_correct = (base_pred == labels).numpy()
     n = len(labels)
     # correct[site, magnitude, repeat, sample]
@@ -117,21 +124,6 @@ def sensitivity_sweep(
         stability,
         seed,
     )
-
-
-@torch.no_grad()
-def _clean(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat(
-            [
-                model(inputs[i : i + batch_size]).argmax(1).cpu()
-                for i in range(0, len(inputs), batch_size)
-            ]
-        )
-    finally:
-        model.train(was_training)
 
 
 def _scores(correct: np.ndarray, base: np.ndarray, idx: np.ndarray) -> np.ndarray:

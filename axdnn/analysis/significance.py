@@ -25,6 +25,7 @@ from axdnn.analysis.accuracy import tensor_accuracy
 from axdnn.errors import InjectionError
 from axdnn.inject import Site, parse_error_model, wilson_interval
 from axdnn.inject.injector import predict_with_faults
+from axdnn.runtime import eval_mode
 
 DEFAULT_MODEL = "gaussian:1.0,rel=std"
 
@@ -141,14 +142,12 @@ def mask_points(model: nn.Module, layers: Sequence[str], example: torch.Tensor) 
                     consumers.setdefault(src, name)
 
             handles.append(module.register_forward_pre_hook(pre))
-    was_training = model.training
-    model.eval()
     try:
-        model(example)
+        with eval_mode(model):
+            model(example)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return {name: consumers.get(name, name) for name in layers}
 
 

@@ -40,6 +40,7 @@ from axdnn.inject.stats import (
     wilson_interval,
 )
 from axdnn.inject.store import CampaignStore, owner_id
+from axdnn.runtime import eval_mode
 
 SITE_STREAM, ELEMENT_STREAM = 0, 1
 WEIGHTINGS = ("elements", "uniform")
@@ -188,11 +189,13 @@ class CampaignResult:
 def golden_predictions(
     model: nn.Module, inputs: torch.Tensor, batch_size: int = 256
 ) -> torch.Tensor:
-    """Fault-free top-1 of every input."""
-    preds = [
-        model(inputs[i : i + batch_size]).argmax(dim=1) for i in range(0, len(inputs), batch_size)
-    ]
-    return torch.cat(preds).cpu()
+    """Fault-free top-1 of every input (eval mode, no autograd, batched)."""
+    with torch.no_grad(), eval_mode(model):
+        preds = [
+            model(inputs[i : i + batch_size]).argmax(dim=1).cpu()
+            for i in range(0, len(inputs), batch_size)
+        ]
+    return torch.cat(preds)
 
 
 class _Runner:

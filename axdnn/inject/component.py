@@ -34,6 +34,7 @@ from axdnn.errors import InjectionError
 from axdnn.inject.error_models import ComponentNoise
 from axdnn.nn import ApproxConv2d, ApproxLinear
 from axdnn.nn.quant import code_index, quantize_codes
+from axdnn.runtime import eval_mode
 
 
 @dataclass
@@ -196,15 +197,13 @@ def activation_histograms(
                 f"layer {name!r} of the approximate model is not in the float model"
             )
         handles.append(modules[name].register_forward_pre_hook(hook(name)))
-    was_training = model.training
-    model.eval()
     try:
-        for start in range(0, len(inputs), batch_size):
-            model(inputs[start : start + batch_size])
+        with eval_mode(model):
+            for start in range(0, len(inputs), batch_size):
+                model(inputs[start : start + batch_size])
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return hists
 
 

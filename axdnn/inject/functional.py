@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from axdnn.runtime import eval_mode
+
 _SKIP = {
     "__get__",
     "__set__",
@@ -161,11 +163,6 @@ class OpSites(TorchFunctionMode):
 @torch.no_grad()
 def list_op_sites(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """Every functional-op site of one forward on `example`, with its per-sample output shape."""
-    was_training = model.training
-    model.eval()
-    try:
-        with OpSites(model, record=True) as mode:
-            model(example)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), OpSites(model, record=True) as mode:
+        model(example)
     return dict(mode.seen)

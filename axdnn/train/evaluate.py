@@ -1,4 +1,4 @@
-"""Classification evaluation: top-1/top-5 accuracy, loss, per-class accuracy and confusion matrix."""
+"""Classification evaluation: top-1/top-5 accuracy, loss, per-class accuracy, confusion matrix."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from axdnn.data import make_loader
+from axdnn.runtime import eval_mode
 
 
 @dataclass
@@ -37,16 +38,12 @@ def predict_logits(
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the model in eval mode over the dataset and return (logits, labels) on the CPU."""
-    was_training = model.training
-    model.eval()
     logits, labels = [], []
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, seed=0)
-    try:
+    with eval_mode(model):
         for x, y in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
             logits.append(model(x.to(device)).float().cpu())
             labels.append(y)
-    finally:
-        model.train(was_training)
     return torch.cat(logits), torch.cat(labels)
 
 
