@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from axdnn.errors import InjectionError
 from axdnn.inject.bits import format_width
 from axdnn.inject.error_models import Draws, ErrorModel, StreamCache, parse_error_model
-from axdnn.inject.injector import FaultPlan, Injector, SiteFaults, state_hash, weight_fault
+from axdnn.inject.injector import BlockFaults, Injector, state_hash, weight_fault
 from axdnn.inject.rng import trial_index, trial_uniform
 from axdnn.inject.sites import Site, layer_sites, parse_site, region, site_shapes
 from axdnn.inject.stats import (
@@ -211,6 +211,7 @@ class _Runner:
         )
         self.scope = config.scope or error_model.default_scope
         self.seed = config.seed
+        self.sites = [str(s) for s in plan.sites]
 
     def block(self, start: int, stop: int) -> list[dict[str, Any]]:
         if self.plan.weights_only:
@@ -218,62 +219,54 @@ class _Runner:
         return self.activation_block(np.arange(start, stop)).rows()
 
     def activation_block(self, ids: np.ndarray) -> _BlockOutcome:
-        """Run a block of activation trials, `batch_size` per forward; faults are drawn for the
-        whole block at once (vectorised) and sliced per forward."""
-        plan, n, bs = self.plan, len(self.inputs), self.config.batch_size
+        """Run a block of activation trials, `batch_size` per forward. Every fault of the block
+        is drawn and laid out at once (vectorised, sorted by forward and site); per forward the
+        injector is re-armed with one attribute write and each hook does one gather and one
+        scatter, so the Python cost per forward does not grow with the number of trials."""
+        plan, n, bs, n_sites = self.plan, len(self.inputs), self.config.batch_size, len(self.sites)
+        ids = np.asarray(ids, dtype=np.int64)
+        m, device = len(ids), self.inputs.device
         samples = plan.perm[ids % n]
         sites = plan.site_of(self.seed, ids)
         elements = plan.element_of(self.seed, ids, sites) if self.scope == "element" else None
         cache = StreamCache(self.seed, ids)
-        out = _BlockOutcome(ids, samples, sites, elements, [str(s) for s in plan.sites])
-        sample_t = torch.from_numpy(samples)
-        batch_of = np.arange(len(ids)) // bs
-        # group the block's trials by (forward, site) once, then slice per forward
-        order = np.argsort(batch_of * len(plan.sites) + sites, kind="stable")
-        keys = (batch_of * len(plan.sites) + sites)[order]
-        bounds = np.flatnonzero(np.diff(keys)) + 1
-        starts, stops = np.r_[0, bounds], np.r_[bounds, len(ids)]
-        rows_t = torch.from_numpy(order % bs)
-        index_t = elem_t = values_t = None
+        n_forwards = -(-m // bs)
+        keys = (np.arange(m) // bs) * n_sites + sites
+        order = np.argsort(keys, kind="stable")
+        bounds = np.zeros(n_forwards * n_sites + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys, minlength=n_forwards * n_sites), out=bounds[1:])
+        rows = order % bs
+        sorted_sites = sites[order]
+        elem_t = index_t = values_t = None
         if elements is not None:
-            flat = (
-                (order % bs) * plan.numel[sites[order]]
-                + plan.offsets[sites[order]]
-                + elements[order]
-            )
-            index_t, elem_t = torch.from_numpy(flat), torch.from_numpy(elements[order])
-            block_draws = Draws(self.seed, ids, None, cache, np.arange(len(ids)))
-            values = self.error_model.replacement(block_draws)
-            values_t = None if values is None else values[torch.from_numpy(order)]
-        groups: dict[int, list[tuple[int, int, int]]] = {}
-        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-            groups.setdefault(int(keys[a]) // len(plan.sites), []).append(
-                (int(keys[a]) % len(plan.sites), a, b)
-            )
+            sorted_elements = elements[order]
+            flat = rows * plan.numel[sorted_sites] + plan.offsets[sorted_sites] + sorted_elements
+            elem_t = torch.from_numpy(sorted_elements).to(device)
+            index_t = torch.from_numpy(flat).to(device)
+            values = self.error_model.replacement(Draws(self.seed, ids[order], None, cache, order))
+            values_t = None if values is None else values.to(device)
+        block = BlockFaults(
+            n_sites,
+            bounds.tolist(),
+            torch.from_numpy(rows).to(device),
+            ids[order],
+            order,
+            cache,
+            elem_t,
+            index_t,
+            values_t,
+        )
+        sample_t = torch.from_numpy(samples).to(device)
         preds = []
-        for batch, first in enumerate(range(0, len(ids), bs)):
-            chunk = slice(first, min(first + bs, len(ids)))
-            faults = {}
-            for s, a, b in groups.get(batch, []):
-                pos = order[a:b]
-                faults[s] = SiteFaults(
-                    rows_t[a:b],
-                    ids[pos],
-                    None if elem_t is None else elem_t[a:b],
-                    cache,
-                    pos,
-                    None if index_t is None else index_t[a:b],
-                    None if values_t is None else values_t[a:b],
-                )
-            fault_plan = FaultPlan(faults)
-            self.injector.arm(fault_plan)
-            try:
-                preds.append(self.model(self.inputs[sample_t[chunk]]).argmax(dim=1))
-            finally:
-                self.injector.arm(None)
-            out.record(fault_plan, first)
+        try:
+            for forward, first in enumerate(range(0, m, bs)):
+                self.injector.arm_block(block, forward)
+                preds.append(self.model(self.inputs[sample_t[first : first + bs]]).argmax(dim=1))
+        finally:
+            self.injector.arm(None)
+        out = _BlockOutcome(ids, samples, sites, elements, self.sites, block)
         out.pred = torch.cat(preds).cpu()
-        out.labels, out.golden = self.labels[sample_t], self.golden[sample_t]
+        out.labels, out.golden = self.labels[samples], self.golden[samples]
         return out
 
     def _weight_trial(self, t: int) -> dict[str, Any]:
@@ -310,7 +303,7 @@ class _Runner:
 class _BlockOutcome:
     """Outcomes of a block of activation trials, kept as arrays until they are stored."""
 
-    def __init__(self, ids, samples, sites, elements, names) -> None:
+    def __init__(self, ids, samples, sites, elements, names, block: BlockFaults) -> None:
         self.ids, self.samples, self.sites, self.elements, self.names = (
             ids,
             samples,
@@ -318,22 +311,23 @@ class _BlockOutcome:
             elements,
             names,
         )
-        self.original = np.full(len(ids), np.nan)
-        self.corrupted = np.full(len(ids), np.nan)
+        self.block = block
         self.pred = self.labels = self.golden = None
 
-        self._seen: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]] = []
-
-    def record(self, fault_plan: FaultPlan, first: int) -> None:
-        for s, values in fault_plan.original.items():
-            self._seen.append((fault_plan.faults[s].positions, values, fault_plan.corrupted[s]))
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Original and corrupted value per trial (block order; NaN where not observed: scope
+        `all`, or a site the forward never reached)."""
+        block, m = self.block, len(self.ids)
+        original, corrupted = np.full(m, np.nan), np.full(m, np.nan)
+        if self.elements is not None:
+            seen = block.reached_mask()
+            where = block.positions[seen]
+            original[where] = block.original.double().cpu().numpy()[seen]
+            corrupted[where] = block.corrupted.double().cpu().numpy()[seen]
+        return original, corrupted
 
     def rows(self) -> list[dict[str, Any]]:
-        if self._seen:
-            where = np.concatenate([p for p, _, _ in self._seen])
-            self.original[where] = torch.cat([o for _, o, _ in self._seen]).double().cpu().numpy()
-            self.corrupted[where] = torch.cat([c for _, _, c in self._seen]).double().cpu().numpy()
-            self._seen = []
+        original, corrupted = self.values()
         correct = (self.pred == self.labels).numpy()
         flipped = (self.pred != self.golden).numpy()
         golden_ok = (self.golden == self.labels).numpy()
@@ -344,8 +338,8 @@ class _BlockOutcome:
                 "site": self.names[self.sites[i]],
                 "sample": int(self.samples[i]),
                 "element": None if self.elements is None else int(self.elements[i]),
-                "original": _num(self.original[i]),
-                "corrupted": _num(self.corrupted[i]),
+                "original": _num(original[i]),
+                "corrupted": _num(corrupted[i]),
                 "n_samples": 1,
                 "n_correct": int(correct[i]),
                 "n_flipped": int(flipped[i]),

@@ -6,6 +6,9 @@ always restored.
 caller `arm`s it with a `FaultPlan`: which batch rows get a fault at which site, at which element
 (element scope) or over the whole region (scope `all`), and the trial ids that seed the error
 model. Rows without a fault run untouched, so one forward serves many trials: one fault per sample.
+Campaigns instead build one `BlockFaults` for many forwards (every array computed once, sorted by
+forward and site) and `arm_block` it per forward, which costs one attribute write; each hook then
+slices its own group and does one gather (the originals) and one scatter.
 
 `weight_fault` corrupts weight elements in place and restores the saved values on exit, however
 the block is left (exception, KeyboardInterrupt); `state_hash` checks that nothing leaked.
@@ -54,6 +57,61 @@ class FaultPlan:
     faults: dict[int, SiteFaults]
     original: dict[int, torch.Tensor] = field(default_factory=dict)
     corrupted: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+class BlockFaults:
+    """The faults of a block of trials over several forwards, sorted by (forward, site).
+
+    Group `g = forward * n_sites + site` holds the sorted positions `bounds[g]:bounds[g + 1]`;
+    `rows` are batch rows within the forward, `trials` the trial ids, `positions` the trials'
+    places in the block (for `cache`), `index` flat positions in the batch tensor and `values`
+    precomputed replacements (element scope). Hooks write what they saw into `original` and
+    `corrupted` (element scope, sorted order) and append their group to `reached`.
+    """
+
+    def __init__(
+        self,
+        n_sites: int,
+        bounds: Sequence[int],
+        rows: torch.Tensor,
+        trials: np.ndarray,
+        positions: np.ndarray,
+        cache: StreamCache | None = None,
+        elements: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
+    ) -> None:
+        self.n_sites, self.bounds = n_sites, list(bounds)
+        self.rows, self.trials, self.positions, self.cache = rows, trials, positions, cache
+        self.elements, self.index, self.values = elements, index, values
+        n = len(trials)
+        device = rows.device
+        self.original = torch.full((n,), float("nan"), device=device)
+        self.corrupted = (
+            values if values is not None else torch.full((n,), float("nan"), device=device)
+        )
+        self.reached: list[int] = []
+        self.base = 0
+
+    def site_faults(self, a: int, b: int) -> SiteFaults:
+        """The group `a:b` as a SiteFaults (the general path of `corrupt_rows`)."""
+        cut = slice(a, b)
+        return SiteFaults(
+            self.rows[cut],
+            self.trials[cut],
+            None if self.elements is None else self.elements[cut],
+            self.cache,
+            self.positions[cut],
+            None if self.index is None else self.index[cut],
+            None if self.values is None else self.values[cut],
+        )
+
+    def reached_mask(self) -> np.ndarray:
+        """Bool per sorted position: whether its site ran (and so the fault was applied)."""
+        mask = np.zeros(len(self.trials), dtype=bool)
+        for g in self.reached:
+            mask[self.bounds[g] : self.bounds[g + 1]] = True
+        return mask
 
 
 def corrupt_rows(
@@ -113,9 +171,17 @@ class _ForwardWrap:
             del self.module.forward
 
 
-def _shares_storage(out: torch.Tensor, args) -> bool:
-    ptr = out.untyped_storage().data_ptr()
-    return any(isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() == ptr for a in args)
+def _may_alias(out: torch.Tensor, args) -> bool:
+    """Whether corrupting `out` in place could change an input or another tensor: it is a view
+    (of an input, a buffer, ...), an input itself, or the base of an input view. Exact for
+    ordinary tensors (two tensors share storage only through views) and cheap for the fresh
+    output of a conv or linear layer."""
+    if out._is_view():
+        return True
+    for a in args:
+        if a is out or (isinstance(a, torch.Tensor) and a._base is out):
+            return True
+    return False
 
 
 class Injector:
@@ -157,19 +223,30 @@ class Injector:
         ]
         self.seed = seed
         self.plan: FaultPlan | None = None
+        self.block: BlockFaults | None = None
         self._handles: list = []
         self._mode: OpSites | None = None
 
     def arm(self, plan: FaultPlan | None) -> None:
         """Set the faults of the next forward (None: run fault-free)."""
-        self.plan = plan
+        self.plan, self.block = plan, None
 
-    def _apply(self, index: int, tensor: torch.Tensor, clone: bool) -> torch.Tensor:
+    def arm_block(self, block: BlockFaults, forward: int) -> None:
+        """Set the next forward's faults to forward `forward` of a campaign block."""
+        block.base = forward * block.n_sites
+        self.plan, self.block = None, block
+
+    def _apply(self, index: int, tensor: torch.Tensor, args, clone: bool | None) -> torch.Tensor:
+        """Corrupt `tensor` at site `index` as armed; `clone` True/False, or None to clone only
+        if the tensor may alias one of `args`."""
+        block = self.block
+        if block is not None:
+            return self._apply_block(block, index, tensor, args, clone)
         plan = self.plan
         faults = plan.faults.get(index) if plan is not None else None
         if faults is None or len(faults.rows) == 0:
             return tensor
-        if clone:
+        if clone or (clone is None and _may_alias(tensor, args)):
             tensor = tensor.clone()
         offset, size = self.regions[index]
         out, original, corrupted = corrupt_rows(
@@ -180,17 +257,53 @@ class Injector:
             plan.corrupted[index] = corrupted
         return out
 
+    def _apply_block(self, block, index, tensor, args, clone) -> torch.Tensor:
+        g = block.base + index
+        a, b = block.bounds[g], block.bounds[g + 1]
+        if a == b:
+            return tensor
+        block.reached.append(g)
+        if clone or (clone is None and _may_alias(tensor, args)):
+            tensor = tensor.clone()
+        if self.scopes[index] == "element" and block.values is not None:
+            # the common case: one gather of the originals, one scatter of the replacements
+            t = tensor if tensor.is_contiguous() else tensor.contiguous()
+            flat = t.view(-1)
+            idx, values = block.index[a:b], block.values[a:b]
+            original = block.original[a:b]
+            if flat.dtype == original.dtype:
+                torch.index_select(flat, 0, idx, out=original)
+            else:
+                original.copy_(flat.index_select(0, idx))
+            if values.dtype != flat.dtype:
+                values = values.to(flat.dtype)
+            flat.index_copy_(0, idx, values)
+            return t
+        offset, size = self.regions[index]
+        out, original, corrupted = corrupt_rows(
+            tensor,
+            block.site_faults(a, b),
+            self.models[index],
+            self.scopes[index],
+            self.seed,
+            offset,
+            size,
+        )
+        if original is not None:
+            block.original[a:b] = original
+            block.corrupted[a:b] = corrupted
+        return out
+
     def _hooks(self, index: int, site: Site, module: nn.Module):
         if site.kind == "input":
 
             def pre(_module, args):
-                new = self._apply(index, args[0], clone=True)
+                new = self._apply(index, args[0], args, clone=True)
                 return None if new is args[0] else (new, *args[1:])
 
             return module.register_forward_pre_hook(pre)
-        return _ForwardWrap(
-            module, lambda args, out: self._apply(index, out, clone=_shares_storage(out, args))
-        )
+        apply = self._apply
+        return _ForwardWrap(module, lambda args, out: apply(index, out, args, None))
 
     def __enter__(self) -> Injector:
         if self._handles or self._mode is not None:
@@ -199,7 +312,7 @@ class Injector:
         for index, site in enumerate(self.sites):
             module = check_site(self.model, site)
             if site.functional:
-                callbacks[site.target] = lambda t, i=index: self._apply(i, t, clone=True)
+                callbacks[site.target] = lambda t, i=index: self._apply(i, t, (), clone=True)
             else:
                 self._handles.append(self._hooks(index, site, module))
         if callbacks:
@@ -214,7 +327,7 @@ class Injector:
         if self._mode is not None:
             self._mode.__exit__(*exc)
             self._mode = None
-        self.plan = None
+        self.plan = self.block = None
 
 
 @contextlib.contextmanager

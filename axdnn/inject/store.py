@@ -6,11 +6,17 @@ UPDATE (pending -> claimed by it; or a stale claim -> claimed by it), runs it, a
 transaction marks the block done (only if it still owns it) and inserts its trials, so a killed
 worker loses at most its unfinished block, which is claimed again, and no trial is stored twice
 (the (campaign, trial) primary key guards it too). A claim is stale when its lease has expired
-or its owner is a dead process on this host. SQLite runs in WAL mode with `BEGIN IMMEDIATE`.
+or its owner is a dead process on this host. SQLite runs in WAL mode with `BEGIN IMMEDIATE`, so
+claims are serialised. PostgreSQL runs at READ COMMITTED: two workers may read the same pending
+block, but the second one's guarded UPDATE waits on the first one's row lock and then re-checks
+its WHERE against the committed row, matches nothing and moves on to the next block. A plain
+`postgresql://` URL gets the installed driver (psycopg 3, else psycopg2); `postgres://` is
+accepted as its alias.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -28,6 +34,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    cast,
     create_engine,
     event,
     func,
@@ -36,8 +43,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import text as sql
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 
 from axdnn.errors import InjectionError
 
@@ -83,12 +91,40 @@ TRIAL_COLUMNS = [c.name for c in trials.columns if c.name != "campaign"]
 BLOCK_STATES = ("pending", "claimed", "done", "skipped")
 
 
-def engine_for(url: str | Path) -> Engine:
-    """An engine for a database URL, or a SQLite file for a plain path."""
+POSTGRES_DRIVERS = ("psycopg", "psycopg2")  # tried in this order for a plain postgresql:// URL
+_DDL_LOCK = 0x617864_6E6E  # pg_advisory_xact_lock key: one CREATE TABLE pass at a time
+
+
+def shown_url(url: str | Path) -> str:
+    """The URL as it may be printed: any password masked."""
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return str(url)
+
+
+def database_url(url: str | Path) -> str:
+    """The SQLAlchemy URL for a store: a plain path is a SQLite file; `postgres://` and a
+    driverless `postgresql://` get an installed PostgreSQL driver."""
     text = str(url)
     if "://" not in text:
         Path(text).parent.mkdir(parents=True, exist_ok=True)
-        text = f"sqlite:///{Path(text).resolve()}"
+        return f"sqlite:///{Path(text).resolve()}"
+    scheme, sep, rest = text.partition("://")
+    if scheme not in ("postgres", "postgresql"):
+        return text
+    for driver in POSTGRES_DRIVERS:
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}{sep}{rest}"
+    raise InjectionError(
+        f"campaign store {shown_url(text)!r} is a PostgreSQL URL but no PostgreSQL driver is "
+        f"installed; install one of {', '.join(POSTGRES_DRIVERS)} (pip install 'psycopg[binary]')"
+    )
+
+
+def engine_for(url: str | Path) -> Engine:
+    """An engine for a database URL, or a SQLite file for a plain path."""
+    text = database_url(url)
     if text.startswith("sqlite"):
         engine = create_engine(text, connect_args={"timeout": 60})
 
@@ -105,10 +141,23 @@ def engine_for(url: str | Path) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if text.startswith("postgresql"):
+        # the claim protocol relies on READ COMMITTED re-checks (see the module docstring)
+        options["isolation_level"] = "READ COMMITTED"
     try:
-        return create_engine(text, pool_pre_ping=True)
+        return create_engine(text, **options)
     except Exception as err:  # noqa: BLE001 - any driver/URL problem becomes one clear error
-        raise InjectionError(f"cannot open campaign store {text!r}: {err}") from None
+        raise InjectionError(f"cannot open campaign store {shown_url(text)!r}: {err}") from None
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the store's tables if missing; on PostgreSQL under an advisory lock, since two
+    processes creating them at once would otherwise collide in the catalog."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK})
+        metadata.create_all(conn)
 
 
 def owner_id() -> str:
@@ -149,9 +198,12 @@ class CampaignStore:
         self.url = str(url)
         self.engine = engine_for(url)
         try:
-            metadata.create_all(self.engine)
-        except OperationalError as err:
-            raise InjectionError(f"cannot use campaign store {self.url!r}: {err.orig}") from None
+            create_tables(self.engine)
+        except DBAPIError as err:
+            self.engine.dispose()
+            raise InjectionError(
+                f"cannot use campaign store {shown_url(self.url)!r}: {err.orig}"
+            ) from None
 
     def _retry(self, fn, attempts: int = 50):
         for attempt in range(attempts):
@@ -323,7 +375,8 @@ class CampaignStore:
 
     def totals(self, name: str) -> dict[str, Any]:
         """Aggregates over stored trials, overall and per site (for statistics)."""
-        drop = (trials.c.golden_correct - trials.c.n_correct) * 1.0 / trials.c.n_samples
+        # a float cast: PostgreSQL would make `* 1.0` NUMERIC and hand back Decimal sums
+        drop = cast(trials.c.golden_correct - trials.c.n_correct, Float) / trials.c.n_samples
         cols = [
             func.count(),
             func.sum(trials.c.n_samples),
