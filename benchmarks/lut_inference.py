@@ -77,7 +77,9 @@ def main() -> None:
         for label, spec in specs.items():
             from axdnn.arith import get_multiplier
 
-            backends = ["numba"] + (["lowrank"] if factorize(get_multiplier(spec).table) else [])
+            backends = ["native", "numba"] + (
+                ["lowrank"] if factorize(get_multiplier(spec).table) else []
+            )
             for backend in [*backends, "auto"]:
                 approx = approximate(model, Plan.uniform(spec, backend=backend), calib)
                 with torch.no_grad():

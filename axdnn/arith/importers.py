@@ -11,9 +11,6 @@ import ctypes
 import hashlib
 import os
 import re
-import shlex
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from axdnn.arith.multiplier import MAX_BITS, MIN_BITS, Multiplier, Operands, operand_range
+from axdnn.cbuild import BuildFailure, compile_shared
 from axdnn.errors import MultiplierError
 
 _DTYPES = {
@@ -322,16 +320,6 @@ def _c_operands(f: CFunction, operands: Operands | None, path: Path) -> Operands
     return operands
 
 
-def _compiler() -> list[str]:
-    cc = shlex.split(os.environ.get("CC", "").strip() or "cc")
-    if shutil.which(cc[0]) is None:
-        raise MultiplierError(
-            f"no C compiler: {cc[0]!r} (from $CC or the default 'cc') was not found on PATH; "
-            "install gcc or clang, or set CC to a compiler, to import C models"
-        )
-    return cc
-
-
 _DRIVER = """
 #include "{source}"
 void axdnn_fill_table(long long *out) {{
@@ -350,7 +338,6 @@ void axdnn_fill_table(long long *out) {{
 def tabulate_c_function(path: Path, f: CFunction, ops: Operands) -> np.ndarray:
     """Compile `path` with a driver into a temporary shared library and fill the table in one
     call; returns int64 values of shape (2**a_bits, 2**b_bits)."""
-    cc = _compiler()
     with tempfile.TemporaryDirectory(prefix="axdnn_c_") as tmp:
         tmpdir = Path(tmp)
         (tmpdir / "model.c").write_text(path.read_text())
@@ -363,20 +350,11 @@ def tabulate_c_function(path: Path, f: CFunction, ops: Operands) -> np.ndarray:
             )
         )  # fmt: skip
         lib = tmpdir / "model.so"
-        cmd = [*cc, "-O1", "-shared", "-fPIC", "-I", str(path.parent.resolve()), "-o", str(lib),
-               str(driver)]  # fmt: skip
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise MultiplierError(
-                f"C model {path}: running {' '.join(cmd)} failed: {exc}"
-            ) from None
-        if proc.returncode != 0:
-            stderr = proc.stderr.strip().replace(str(tmpdir / "model.c"), str(path))
-            raise MultiplierError(
-                f"C model {path}: compilation failed ({' '.join(cc)} exit {proc.returncode}):\n"
-                f"{stderr[-4000:]}"
-            )
+            compile_shared([driver], lib, ["-O1", "-I", str(path.parent.resolve())])
+        except BuildFailure as exc:
+            message = str(exc).replace(str(tmpdir / "model.c"), str(path))
+            raise MultiplierError(f"C model {path}: compilation failed: {message}") from None
         try:
             so = ctypes.CDLL(str(lib))
         except OSError as exc:

@@ -50,7 +50,8 @@ class DoReFa(Format):
             scale = w.detach().abs().mean()
             return straight_through(w, sign_nonzero(w.detach()) * scale)
         t = torch.tanh(w)
-        peak = t.abs().max().clamp_min(torch.finfo(t.dtype).tiny)
+        peak = t.abs().max()
+        peak = torch.where(peak > 0, peak, torch.ones_like(peak))  # all zero: r = 1/2 anyway
         levels = 2**self.k - 1
         r = t / (2 * peak) + 0.5
         return 2 * (round_ste(r * levels) / levels) - 1

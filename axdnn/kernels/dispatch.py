@@ -5,9 +5,15 @@ an optional `cost(table, problem)`: estimated seconds for this table and shape, 
 cannot run them exactly. `choose_backend` takes the cheapest estimate among the backends that
 support the table and device (ties and cost-less backends by `priority`).
 
-Backends: `lowrank` (exact integer decomposition, float32 convs/matmuls; any device), `numba`
-(compiled slab gather, CPU), `torch` (slab gather in torch ops; any device, the CUDA path for
-general tables) and `reference`.
+Operations: raw table sums (`lut_conv2d`, `lut_linear`, `lut_matmul`), the same with zero points
+(`zero=`, the integer MAC of `axdnn.kernels.affine`), and the layer chain float input -> codes ->
+MAC -> float output (`lut_conv2d_float`, `lut_linear_float`). A backend that does not compute zero
+points or the float chain itself gets them composed from its raw sums, exactly.
+
+Backends: `native` (compiled C register-tile gather, CPU; fuses the whole float chain), `lowrank`
+(exact integer decomposition, float32 convs/matmuls; any device), `numba` (compiled slab gather,
+CPU), `torch` (slab gather in torch ops; any device, the CUDA path for general tables) and
+`reference`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from axdnn.errors import ConfigError, ShapeError
-from axdnn.kernels import gather_cpu, gather_torch, lowrank, reference
+from axdnn.kernels import affine, gather_cpu, gather_torch, lowrank, native, reference
+from axdnn.kernels.affine import ActQuant, ZeroPoints
 from axdnn.kernels.factor import factorize
 from axdnn.kernels.geometry import ConvGeometry
 
@@ -35,6 +42,8 @@ class Problem:
     inputs: int  # activation elements
     outputs: int  # output elements
     out_block: int = 64  # output channels per group (conv) or output columns (matmul)
+    groups: int = 1
+    fused: bool = False  # the float chain (quantize, MAC, dequantize), not raw sums
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,9 @@ class Backend:
     supports: Callable[[torch.Tensor, torch.device], bool]
     priority: int = 0
     cost: Callable[[torch.Tensor, Problem], float | None] | None = None
+    zero_points: bool = False  # conv2d/linear take `zero=` and compute the zero-point MAC
+    conv2d_float: Callable[..., torch.Tensor] | None = None
+    linear_float: Callable[..., torch.Tensor] | None = None
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -120,23 +132,48 @@ def _check_table(table: torch.Tensor, where: str) -> None:
         )
 
 
-def lut_conv2d(
-    x_idx: torch.Tensor,
-    w_idx: torch.Tensor,
-    table: torch.Tensor,
-    geom: ConvGeometry,
-    pad_index: int = 0,
-    backend: str = "auto",
-) -> torch.Tensor:
-    """Exact int64 sum of table products over each receptive field (see kernels.reference)."""
-    where = "lut_conv2d"
-    _check_table(table, where)
-    if x_idx.dim() != 4 or w_idx.dim() != 4:
+def _check_zero(zero: ZeroPoints, outputs: int, where: str) -> None:
+    if zero.w.dim() != 1 or zero.w.numel() != outputs:
+        raise ShapeError(
+            f"{where}: zero.w must hold one weight zero point per output channel ({outputs}), "
+            f"got shape {tuple(zero.w.shape)}"
+        )
+
+
+def _pad(table: torch.Tensor, pad_index: int | None, zero: ZeroPoints | None, where: str) -> int:
+    """The padding row: given, or the activation zero point's index (padding feeds real zero)."""
+    if zero is not None:
+        implied = affine.pad_index(zero, table.shape[0])
+        if pad_index is not None and int(pad_index) != implied:
+            raise ShapeError(
+                f"{where}: pad_index {pad_index} contradicts the activation zero point "
+                f"{zero.x} (index {implied}); leave pad_index out when giving zero points"
+            )
+        return implied
+    pad = 0 if pad_index is None else int(pad_index)
+    if not 0 <= pad < table.shape[0]:
+        raise ShapeError(f"{where}: pad_index {pad} is outside 0..{table.shape[0] - 1}")
+    return pad
+
+
+def _conv_problem(x_shape, w_shape, geom: ConvGeometry, device, fused: bool = False) -> Problem:
+    n, _, h, w = x_shape
+    o, cg, kh, kw = w_shape
+    ho, wo = geom.output_size((h, w))
+    g = geom.groups
+    return Problem(
+        "conv2d", device, n * o * ho * wo * cg * kh * kw, cg, kh * kw, n * cg * g * h * w,
+        n * o * ho * wo, o // g, g, fused,
+    )  # fmt: skip
+
+
+def _conv_shapes(x_shape, w_idx: torch.Tensor, geom: ConvGeometry, where: str) -> None:
+    if len(x_shape) != 4 or w_idx.dim() != 4:
         raise ShapeError(
             f"{where}: expected x (N, C, H, W) and w (O, C/groups, kh, kw), got "
-            f"{tuple(x_idx.shape)} and {tuple(w_idx.shape)}"
+            f"{tuple(x_shape)} and {tuple(w_idx.shape)}"
         )
-    n, c, h, w = x_idx.shape
+    _, c, h, w = x_shape
     o, cg, kh, kw = w_idx.shape
     g = geom.groups
     if (kh, kw) != geom.kernel or c != cg * g or o % g:
@@ -147,48 +184,159 @@ def lut_conv2d(
     ho, wo = geom.output_size((h, w))
     if ho <= 0 or wo <= 0:
         raise ShapeError(f"{where}: input {h}x{w} is smaller than the kernel's extent")
+
+
+def _conv_raw(chosen: Backend, x_idx, w_idx, table, geom, pad: int, zero) -> torch.Tensor:
+    """Raw sums or the zero-point MAC on `chosen`, composed from raw sums where it lacks it."""
+    table = table.to(x_idx.device)
+    if zero is None:
+        return chosen.conv2d(x_idx, w_idx, table, geom, pad)
+    if chosen.zero_points:
+        return chosen.conv2d(x_idx, w_idx, table, geom, pad, zero=zero)
+    raw = chosen.conv2d(x_idx, w_idx, table, geom, pad)
+    return raw + affine.conv_correction(x_idx, w_idx, tuple(table.shape), geom, zero)
+
+
+def lut_conv2d(
+    x_idx: torch.Tensor,
+    w_idx: torch.Tensor,
+    table: torch.Tensor,
+    geom: ConvGeometry,
+    pad_index: int | None = None,
+    backend: str = "auto",
+    zero: ZeroPoints | None = None,
+) -> torch.Tensor:
+    """Exact int64 sum of table products over each receptive field (see kernels.reference);
+    with `zero`, the zero-point MAC of `axdnn.kernels.affine` (padding reads the zero point)."""
+    where = "lut_conv2d"
+    _check_table(table, where)
+    _conv_shapes(x_idx.shape, w_idx, geom, where)
     _check("x_idx", x_idx, table.shape[0], where)
     _check("w_idx", w_idx, table.shape[1], where)
-    if not 0 <= int(pad_index) < table.shape[0]:
-        raise ShapeError(f"{where}: pad_index {pad_index} is outside 0..{table.shape[0] - 1}")
-    problem = Problem(
-        "conv2d",
-        x_idx.device,
-        n * o * ho * wo * cg * kh * kw,
-        cg,
-        kh * kw,
-        x_idx.numel(),
-        n * o * ho * wo,
-        o // g,
-    )
+    if zero is not None:
+        _check_zero(zero, w_idx.shape[0], where)
+    pad = _pad(table, pad_index, zero, where)
+    problem = _conv_problem(x_idx.shape, w_idx.shape, geom, x_idx.device)
     chosen = choose_backend(table, x_idx.device, backend, problem)
-    return chosen.conv2d(x_idx, w_idx, table.to(x_idx.device), geom, int(pad_index))
+    return _conv_raw(chosen, x_idx, w_idx, table, geom, pad, zero)
 
 
-def _matmul_problem(a: torch.Tensor, b_shape: tuple[int, ...], outputs: int, k: int) -> Problem:
-    return Problem(
-        "matmul", a.device, outputs * k, k, 1, a.numel(), outputs, min(b_shape[-1], a.shape[-2])
-    )
+def _check_float(x, act: ActQuant, table, zero, scale, outputs: int, where: str) -> None:
+    if not x.dtype.is_floating_point:
+        raise ShapeError(f"{where}: x must be a float tensor, got {x.dtype}")
+    if table.shape[0] != 1 << act.bits:
+        raise ShapeError(
+            f"{where}: {act.bits}-bit activation codes do not index a table of "
+            f"{table.shape[0]} rows"
+        )
+    _check_zero(zero, outputs, where)
+    if scale.numel() != outputs:
+        raise ShapeError(f"{where}: scale needs {outputs} values (one per output channel)")
+
+
+def _codes(x: torch.Tensor, act: ActQuant) -> torch.Tensor:
+    codes = affine.quantize(x, act.scale, act.zero, act.qmin, act.qmax)
+    index = affine.index_of(codes, act.bits)
+    return index.to(torch.uint8) if act.bits <= 8 else index
+
+
+def lut_conv2d_float(
+    x: torch.Tensor,
+    act: ActQuant,
+    w_idx: torch.Tensor,
+    table: torch.Tensor,
+    geom: ConvGeometry,
+    zero: ZeroPoints,
+    scale: torch.Tensor,
+    acc_bits: int | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """A table convolution layer's arithmetic: float32(saturate(MAC(quantize(x)))) * scale[o].
+
+    Bit-identical to quantizing with `act`, `lut_conv2d(..., zero=zero)`, `affine.saturate` and
+    `affine.dequantize`, which is how backends without a fused version run it."""
+    where = "lut_conv2d_float"
+    _check_table(table, where)
+    _conv_shapes(x.shape, w_idx, geom, where)
+    _check("w_idx", w_idx, table.shape[1], where)
+    _check_float(x, act, table, zero, scale, w_idx.shape[0], where)
+    problem = _conv_problem(x.shape, w_idx.shape, geom, x.device, fused=True)
+    chosen = choose_backend(table, x.device, backend, problem)
+    if chosen.conv2d_float is not None:
+        return chosen.conv2d_float(x, act, w_idx, table, geom, zero, scale, acc_bits)
+    pad = affine.pad_index(zero, table.shape[0])
+    acc = _conv_raw(chosen, _codes(x, act), w_idx, table, geom, pad, zero)
+    return affine.dequantize(affine.saturate(acc, acc_bits), scale.to(acc.device), 1)
+
+
+def _matmul_problem(a: torch.Tensor, columns: int, outputs: int, k: int, fused=False) -> Problem:
+    """A (batched) matmul with `columns` output columns per row (out_block)."""
+    return Problem("matmul", a.device, outputs * k, k, 1, a.numel(), outputs, columns, 1, fused)
+
+
+def _linear_raw(chosen: Backend, a_idx, b_idx, table, zero) -> torch.Tensor:
+    table = table.to(a_idx.device)
+    if zero is None:
+        return chosen.linear(a_idx, b_idx, table)
+    if chosen.zero_points:
+        return chosen.linear(a_idx, b_idx, table, zero=zero)
+    raw = chosen.linear(a_idx, b_idx, table)
+    return raw + affine.linear_correction(a_idx, b_idx, tuple(table.shape), zero)
+
+
+def _linear_shapes(a_shape, b_idx: torch.Tensor, where: str) -> None:
+    if len(a_shape) != 2 or b_idx.dim() != 2 or a_shape[1] != b_idx.shape[1]:
+        raise ShapeError(
+            f"{where}: expected a (M, K) and b (O, K), got {tuple(a_shape)} "
+            f"and {tuple(b_idx.shape)}"
+        )
 
 
 def lut_linear(
-    a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor, backend: str = "auto"
+    a_idx: torch.Tensor,
+    b_idx: torch.Tensor,
+    table: torch.Tensor,
+    backend: str = "auto",
+    zero: ZeroPoints | None = None,
 ) -> torch.Tensor:
-    """Exact int64 out[m, o] = sum_k table[a[m, k], b[o, k]]."""
+    """Exact int64 out[m, o] = sum_k table[a[m, k], b[o, k]]; with `zero`, the zero-point MAC."""
     where = "lut_linear"
     _check_table(table, where)
-    if a_idx.dim() != 2 or b_idx.dim() != 2 or a_idx.shape[1] != b_idx.shape[1]:
-        raise ShapeError(
-            f"{where}: expected a (M, K) and b (O, K), got {tuple(a_idx.shape)} "
-            f"and {tuple(b_idx.shape)}"
-        )
+    _linear_shapes(a_idx.shape, b_idx, where)
     _check("a_idx", a_idx, table.shape[0], where)
     _check("b_idx", b_idx, table.shape[1], where)
+    if zero is not None:
+        _check_zero(zero, b_idx.shape[0], where)
     problem = _matmul_problem(
-        a_idx, tuple(b_idx.shape), a_idx.shape[0] * b_idx.shape[0], a_idx.shape[1]
+        a_idx, b_idx.shape[0], a_idx.shape[0] * b_idx.shape[0], a_idx.shape[1]
     )
     chosen = choose_backend(table, a_idx.device, backend, problem)
-    return chosen.linear(a_idx, b_idx, table.to(a_idx.device))
+    return _linear_raw(chosen, a_idx, b_idx, table, zero)
+
+
+def lut_linear_float(
+    x: torch.Tensor,
+    act: ActQuant,
+    w_idx: torch.Tensor,
+    table: torch.Tensor,
+    zero: ZeroPoints,
+    scale: torch.Tensor,
+    acc_bits: int | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """A table linear layer's arithmetic on x (M, K); see `lut_conv2d_float`."""
+    where = "lut_linear_float"
+    _check_table(table, where)
+    _linear_shapes(x.shape, w_idx, where)
+    _check("w_idx", w_idx, table.shape[1], where)
+    _check_float(x, act, table, zero, scale, w_idx.shape[0], where)
+    outputs = x.shape[0] * w_idx.shape[0]
+    problem = _matmul_problem(x, w_idx.shape[0], outputs, x.shape[1], fused=True)
+    chosen = choose_backend(table, x.device, backend, problem)
+    if chosen.linear_float is not None:
+        return chosen.linear_float(x, act, w_idx, table, zero, scale, acc_bits)
+    acc = _linear_raw(chosen, _codes(x, act), w_idx, table, zero)
+    return affine.dequantize(affine.saturate(acc, acc_bits), scale.to(acc.device), 1)
 
 
 def lut_matmul(
@@ -211,17 +359,20 @@ def lut_matmul(
     _check("a_idx", a_idx, table.shape[0], where)
     _check("b_idx", b_idx, table.shape[1], where)
     outputs = a_idx.shape[-2] * b_idx.shape[-1] * max(1, torch.Size(batch).numel())
-    problem = _matmul_problem(a_idx, tuple(b_idx.shape), outputs, a_idx.shape[-1])
+    problem = _matmul_problem(a_idx, b_idx.shape[-1], outputs, a_idx.shape[-1])
     chosen = choose_backend(table, a_idx.device, backend, problem)
     return chosen.matmul(a_idx, b_idx, table.to(a_idx.device))
 
 
 # Throughput figures (per second and thread) behind the cost estimates, measured with
-# benchmarks/lut_kernels.py --threads 1 on the 2-core AVX2 EPYC (float32 conv: 21-40 G MAC/s;
-# numba slab gather: 2.7 G lookups/s with 16 output channels per lookup row, 6 G/s with 64) and
-# scaled for CUDA; only their ratios matter, and all backends scale alike with threads.
-_F32_MACS = {"cpu": 3e10, "cuda": 2e13}
+# benchmarks/lut_kernels.py --threads 1 (float32 conv 21-85 G MAC/s, numba slab gather 2.7-6 G
+# lookups/s, native: see axdnn.kernels.native) and scaled for CUDA; only their ratios matter, and
+# all backends scale alike with threads.
+_F32_MACS = {"cpu": 4e10, "cuda": 2e13}
 _ELEMENTS = {"cpu": 3e8, "cuda": 3e11}
+# element passes of the float chain composed in torch ops (quantize; corrections, saturate,
+# dequantize) per input and per output element
+_COMPOSED_PASSES = (5, 8)
 # numba gather: seconds per lookup = _SLAB_ROW / (output channels per row, <= 64) + _SLAB_ADD,
 # plus building the slab (table rows x output channels x reduction) at _SLAB_BUILD entries/s.
 _SLAB_ROW = 4.3e-9
@@ -235,30 +386,49 @@ def _kind(device: torch.device) -> str:
     return "cuda" if device.type == "cuda" else "cpu"
 
 
+def _composed(p: Problem) -> float:
+    """What composing the float chain around raw sums costs (0 for raw problems)."""
+    if not p.fused:
+        return 0.0
+    per_in, per_out = _COMPOSED_PASSES
+    return (per_in * p.inputs + per_out * p.outputs) / _ELEMENTS[_kind(p.device)]
+
+
 def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
     calls = lowrank.call_count(table, p.channels, p.area)
     if calls is None:
         return None
     kind = _kind(p.device)
-    return calls * p.macs / _F32_MACS[kind] + (calls * p.inputs + 3 * p.outputs) / _ELEMENTS[kind]
+    work = calls * p.macs / _F32_MACS[kind]
+    return work + (calls * p.inputs + 3 * p.outputs) / _ELEMENTS[kind] + _composed(p)
 
 
 def _numba_cost(table: torch.Tensor, p: Problem) -> float:
-    block = max(1, min(p.out_block, gather_cpu.MAX_OUT_BLOCK))
-    slab = table.shape[0] * p.out_block * p.channels * p.area  # per group (a lower bound)
+    rows = p.out_block if p.op == "conv2d" else min(p.out_block, p.outputs // p.out_block)
+    block = max(1, min(rows, gather_cpu.MAX_OUT_BLOCK))
+    slab = table.shape[0] * rows * p.channels * p.area  # per group (a lower bound)
     return (
         p.macs * (_SLAB_ROW / block + _SLAB_ADD)
         + slab / _SLAB_BUILD
         + 2 * p.outputs / _ELEMENTS["cpu"]
+        + _composed(p)
     )
 
 
+def _native_cost(table: torch.Tensor, p: Problem) -> float:
+    pixels = p.outputs // max(1, p.groups * p.out_block)
+    mac, _ = native.plan_cost(
+        table.shape[0], p.groups, p.out_block, p.channels * p.area, pixels
+    )
+    return mac + (p.inputs + p.outputs) / native.ELEMENTS
+
+
 def _torch_cost(table: torch.Tensor, p: Problem) -> float:
-    return p.macs / _TORCH_LOOKUPS[_kind(p.device)]
+    return p.macs / _TORCH_LOOKUPS[_kind(p.device)] + _composed(p)
 
 
 def _reference_cost(table: torch.Tensor, p: Problem) -> float:
-    return p.macs / _REFERENCE_LOOKUPS[_kind(p.device)]
+    return p.macs / _REFERENCE_LOOKUPS[_kind(p.device)] + _composed(p)
 
 
 register_backend(
@@ -303,5 +473,19 @@ register_backend(
         supports=lambda table, device: bool(factorize(table)),
         priority=3,
         cost=_lowrank_cost,
+    )
+)
+register_backend(
+    Backend(
+        name="native",
+        conv2d=native.conv2d,
+        linear=native.linear,
+        matmul=native.matmul,
+        supports=native.supports,
+        priority=4,
+        cost=_native_cost,
+        zero_points=True,
+        conv2d_float=native.conv2d_float,
+        linear_float=native.linear_float,
     )
 )

@@ -7,7 +7,9 @@ Forward (exact integers, DESIGN.md): with codes q_x, q_w, zero points z_x, z_w a
 
 which with the exact table equals s_x * s_w * sum_k (q_x - z_x)(q_w - z_w), i.e. ordinary integer
 quantized inference, bit for bit. Padding feeds the code z_x (real zero) into the multiplier.
-Backward: straight-through (exact product of the dequantized operands) or the table-difference
+The kernels compute it (`axdnn.kernels.affine`); without autograd the whole chain (quantize,
+MAC, dequantize) goes to `lut_*_float`, which the native backend fuses, bit-identical to the
+composed path that training uses. Backward: straight-through (exact product of the dequantized operands) or the table-difference
 gradient (see `axdnn.nn.gradients`); inputs outside the quantization range get no gradient.
 """
 
@@ -19,11 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch.nn import grad as nn_grad
 
-from axdnn.kernels import ConvGeometry, lut_conv2d, lut_linear
+from axdnn.kernels import (
+    ActQuant,
+    ConvGeometry,
+    ZeroPoints,
+    lut_conv2d,
+    lut_conv2d_float,
+    lut_linear,
+    lut_linear_float,
+)
+from axdnn.kernels.affine import dequantize, saturate
 from axdnn.nn.gradients import TableGradient
-from axdnn.nn.quant import QuantScheme, code_index, quantize_codes
-
-FLOAT32_EXACT = 1 << 24
+from axdnn.nn.quant import QuantScheme, code_index, code_range, quantize_codes
 
 
 @dataclass(frozen=True)
@@ -48,24 +57,13 @@ class ConvOp:
     def channel(self, t: torch.Tensor) -> torch.Tensor:
         return t.reshape(1, -1, 1, 1)
 
-    def lut(self, xi, wi, tab: TableOperands, pad_index: int) -> torch.Tensor:
-        return lut_conv2d(xi, wi, tab.table, self.geom, pad_index, backend=tab.backend)
+    def lut(self, xi, wi, tab: TableOperands, zero: ZeroPoints) -> torch.Tensor:
+        return lut_conv2d(xi, wi, tab.table, self.geom, backend=tab.backend, zero=zero)
 
-    def sum_x(self, x_centered: torch.Tensor, out_channels: int, code_span: int) -> torch.Tensor:
-        """Sum of centred activation codes over each output's receptive field (exact); float32
-        when `code_span` (the largest |centred code|) times the field size stays below 2^24."""
-        g = self.geom
-        cin_g = x_centered.shape[1] // g.groups
-        ones = x_centered.new_ones(g.groups, cin_g, *g.kernel)
-        bound = code_span * ones[0].numel()
-        dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64
-        sums = F.conv2d(
-            x_centered.to(dtype), ones.to(dtype), None, g.stride, g.padding, g.dilation, g.groups
+    def lut_float(self, x, act: ActQuant, wi, tab: TableOperands, zero, scale) -> torch.Tensor:
+        return lut_conv2d_float(
+            x, act, wi, tab.table, self.geom, zero, scale, tab.acc_bits, tab.backend
         )
-        return sums.round().long().repeat_interleave(out_channels // g.groups, dim=1)
-
-    def sum_w(self, qw: torch.Tensor) -> torch.Tensor:
-        return self.channel(qw.sum(dim=(1, 2, 3)))
 
     def float_op(self, x, w):
         g = self.geom
@@ -91,14 +89,11 @@ class LinearOp:
     def channel(self, t: torch.Tensor) -> torch.Tensor:
         return t.reshape(1, -1)
 
-    def lut(self, xi, wi, tab: TableOperands, pad_index: int) -> torch.Tensor:
-        return lut_linear(xi, wi, tab.table, backend=tab.backend)
+    def lut(self, xi, wi, tab: TableOperands, zero: ZeroPoints) -> torch.Tensor:
+        return lut_linear(xi, wi, tab.table, backend=tab.backend, zero=zero)
 
-    def sum_x(self, x_centered: torch.Tensor, out_channels: int, code_span: int) -> torch.Tensor:
-        return x_centered.sum(dim=1, keepdim=True).long()
-
-    def sum_w(self, qw: torch.Tensor) -> torch.Tensor:
-        return self.channel(qw.sum(dim=1))
+    def lut_float(self, x, act: ActQuant, wi, tab: TableOperands, zero, scale) -> torch.Tensor:
+        return lut_linear_float(x, act, wi, tab.table, zero, scale, tab.acc_bits, tab.backend)
 
     def float_op(self, x, w):
         return F.linear(x, w)
@@ -118,17 +113,10 @@ def _narrow(index: torch.Tensor, bits: int) -> torch.Tensor:
     return index.to(torch.uint8) if bits <= 8 else index
 
 
-def _saturate(acc: torch.Tensor, bits: int | None) -> torch.Tensor:
-    if bits is None:
-        return acc
-    bound = 1 << (bits - 1)
-    return acc.clamp(-bound, bound - 1)
-
-
 def _in_range(x, scale, zero, scheme: QuantScheme) -> torch.Tensor:
-    qmin = -scheme.qmax if scheme.symmetric and scheme.signed else scheme.qmin
+    qmin, qmax = code_range(scheme)
     t = x / scale + zero
-    return (t >= qmin - 0.5) & (t <= scheme.qmax + 0.5)
+    return (t >= qmin - 0.5) & (t <= qmax + 0.5)
 
 
 class TableMac(torch.autograd.Function):
@@ -139,26 +127,21 @@ class TableMac(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, op, tab: TableOperands, xs, xz, ws, wz, track: bool = True):
         wsv, wzv = ws.reshape(-1, *[1] * (w.dim() - 1)), wz.reshape(-1, *[1] * (w.dim() - 1))
-        qx = quantize_codes(x, xs, xz, tab.a_scheme)
-        qw = quantize_codes(w, wsv, wzv, tab.b_scheme)
-        zx = int(xz)
         a, b = tab.a_scheme, tab.b_scheme
-        pad_index = int(code_index(torch.tensor(zx), a.bits))
-        acc = op.lut(
-            _narrow(code_index(qx, a.bits), a.bits),
-            _narrow(code_index(qw, b.bits), b.bits),
-            tab,
-            pad_index,
-        )
-        span = max(abs(a.qmax - zx), abs(zx - min(a.qmin, -a.qmax)))
-        acc = acc - op.channel(wz) * op.sum_x(qx - zx, w.shape[0], span) - zx * op.sum_w(qw)
-        acc = _saturate(acc, tab.acc_bits)
-        y = acc.to(torch.float32) * op.channel(xs * ws)
-        if track:
-            ctx.op, ctx.tab, ctx.x_shape, ctx.w_shape = op, tab, x.shape, w.shape
-            ctx.x_mask = _in_range(x, xs, xz, a) if ctx.needs_input_grad[0] else None
-            ctx.w_mask = _in_range(w, wsv, wzv, b) if ctx.needs_input_grad[1] else None
-            ctx.save_for_backward(qx.to(torch.int16), qw.to(torch.int16), xs, xz, ws, wz)
+        qw = quantize_codes(w, wsv, wzv, b)
+        wi = _narrow(code_index(qw, b.bits), b.bits)
+        zero = ZeroPoints(int(xz), wz.reshape(-1).long(), a.signed, b.signed)
+        scale = xs * ws
+        if not track:  # inference: the backend may fuse quantization, MAC and dequantization
+            act = ActQuant(xs, int(xz), *code_range(a), a.bits)
+            return op.lut_float(x, act, wi, tab, zero, scale)
+        qx = quantize_codes(x, xs, xz, a)
+        acc = op.lut(_narrow(code_index(qx, a.bits), a.bits), wi, tab, zero)
+        y = dequantize(saturate(acc, tab.acc_bits), scale, 1)
+        ctx.op, ctx.tab, ctx.x_shape, ctx.w_shape = op, tab, x.shape, w.shape
+        ctx.x_mask = _in_range(x, xs, xz, a) if ctx.needs_input_grad[0] else None
+        ctx.w_mask = _in_range(w, wsv, wzv, b) if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(qx.to(torch.int16), qw.to(torch.int16), xs, xz, ws, wz)
         return y
 
     @staticmethod

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from axdnn.errors import ConfigError
+from axdnn.kernels.affine import index_of, quantize
 
 OBSERVERS = ("minmax", "percentile", "mse")
 
@@ -62,18 +63,22 @@ def qparams(
     return scale, zero
 
 
+def code_range(scheme: QuantScheme) -> tuple[int, int]:
+    """Smallest and largest code a scheme produces (symmetric signed: the narrow range)."""
+    qmin = -scheme.qmax if scheme.symmetric and scheme.signed else scheme.qmin
+    return qmin, scheme.qmax
+
+
 def quantize_codes(
     x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, scheme: QuantScheme
 ) -> torch.Tensor:
     """Integer codes of x (as int64), rounding half to even and saturating."""
-    q = torch.round(x / scale) + zero
-    qmin = -scheme.qmax if scheme.symmetric and scheme.signed else scheme.qmin
-    return q.clamp(qmin, scheme.qmax).long()
+    return quantize(x, scale, zero, *code_range(scheme))
 
 
 def code_index(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Table index of integer codes: their two's-complement bit pattern in `bits` bits."""
-    return codes & ((1 << bits) - 1)
+    return index_of(codes, bits)
 
 
 def channel_view(t: torch.Tensor, ndim: int, axis: int = 0) -> torch.Tensor:

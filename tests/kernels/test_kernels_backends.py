@@ -29,12 +29,17 @@ from axdnn.kernels import (
     lut_conv2d,
     lut_linear,
     lut_matmul,
+    native,
     reference,
 )
 from axdnn.kernels.factor import factorize
 
 EVO = evoapprox_tables()
-GATHER_BACKENDS = ["torch"] + (["numba"] if gather_cpu.available() else [])
+GATHER_BACKENDS = (
+    ["torch"]
+    + (["numba"] if gather_cpu.available() else [])
+    + (["native"] if native.available() else [])
+)
 
 
 def table_strategy():
@@ -190,7 +195,8 @@ def test_dispatcher_prefers_lowrank_for_low_rank_and_a_gather_for_full_rank_tabl
     p = Problem("conv2d", cpu, 8 * 16 * 256 * 144, 16, 9, x.numel(), 8 * 16 * 256)
     assert choose_backend(exact(8, 8), cpu, problem=p).name == "lowrank"
     gather = choose_backend(random_table(8, 8, 5), cpu, problem=p).name
-    assert gather == ("numba" if gather_cpu.available() else "torch")
+    fastest = "native" if native.available() else "numba" if gather_cpu.available() else "torch"
+    assert gather == fastest
     assert torch.equal(lut_conv2d(x[:1], w, mitchell(), geom),
                        reference.conv2d(x[:1], w, mitchell(), geom))
 

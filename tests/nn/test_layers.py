@@ -101,11 +101,20 @@ def test_approximate_leaves_the_original_untouched():
     assert isinstance(approx[0], ApproxConv2d) and isinstance(approx[3], ApproxLinear)
 
 
-def test_training_and_eval_forward_agree():
+@pytest.mark.parametrize(
+    "spec,acc_bits,width",
+    [("mitchell", None, 3), ("mitchell", 16, 40), ("drum:4@s8", None, 40), ("trunc:5@u4", 12, 20),
+     ("udm", None, 40)],
+)
+def test_training_and_eval_forward_agree(spec, acc_bits, width):
+    """Inference (fused float chain) and the autograd forward give the same numbers, bit for bit."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4))
-    x = torch.randn(5, 1, 6, 6)
-    approx = approximate(model, Plan.uniform("mitchell"), x)
+    model = nn.Sequential(
+        nn.Conv2d(2, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, groups=2 if width % 2 == 0 else 1),
+        nn.Flatten(), nn.Linear(width * 16, 4),
+    )
+    x = torch.randn(5, 2, 6, 6)
+    approx = approximate(model, Plan.uniform(spec, acc_bits=acc_bits), x)
     approx.eval()
     with torch.no_grad():
         y_eval = approx(x)

@@ -1,0 +1,499 @@
+/* axdnn native product-table kernels: exact table convolution/matmul on the CPU.
+ *
+ * Loaded by axdnn/kernels/native.py, which compiles this file once per machine with the host's
+ * best instruction set (-march=native) and calls it through ctypes (the GIL is released).
+ *
+ * The MAC kernel keeps a tile of P output pixels x OB output channels in vector registers. For
+ * every reduction position ("tap") k it reads each pixel's activation index a and adds the row
+ * slab[k][a][0..OB) of table values T[a, w[o, k]], built once per call from the weights: one
+ * vector add per OB/LANES channels and pixel, no scalar lookups. The slab holds T - base as
+ * uint16 when the table spans at most 65535 (every 8-bit multiplier), else int32. Taps are
+ * processed in cache-sized blocks; register sums are flushed per block into an int32 buffer
+ * (uint16 slabs, reduction < 32768 so no overflow) or an int64 buffer (int32 slabs, block sizes
+ * chosen so the int32 registers cannot overflow). A direct scalar kernel serves depthwise or tiny
+ * problems, where building slabs would cost more than the lookups.
+ *
+ * Results are exact integers: acc[n, o, p] = sum_k T[x_k, w[o, k]] - zw[o] * Sx[n, g, p] - zx * sw[o]
+ * where Sx = sum_k (code(x_k) - zx) comes from per-plane channel sums D (computed while the input
+ * is quantized or padded) and sw[o] = sum_k code(w[o, k]); without zero points zw = zx = 0.
+ * Float outputs are (float)clamp(acc) * scale[o] in IEEE single precision with no contraction,
+ * matching torch's `acc.to(float32) * scale` bit for bit.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define LANES 16
+typedef __m512i vec;
+static inline vec v_zero(void) { return _mm512_setzero_si512(); }
+static inline vec v_add_u16(vec a, const uint16_t *p) {
+    return _mm512_add_epi32(a, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)));
+}
+static inline vec v_add_i32(vec a, const int32_t *p) {
+    return _mm512_add_epi32(a, _mm512_loadu_si512((const void *)p));
+}
+static inline void v_store(int32_t *p, vec a) { _mm512_storeu_si512((void *)p, a); }
+static inline vec v_load(const int32_t *p) { return _mm512_loadu_si512((const void *)p); }
+#define TILE_PIXELS_1 16
+#define TILE_PIXELS_2 8
+#define TILE_PIXELS_4 6
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#define LANES 8
+typedef __m256i vec;
+static inline vec v_zero(void) { return _mm256_setzero_si256(); }
+static inline vec v_add_u16(vec a, const uint16_t *p) {
+    return _mm256_add_epi32(a, _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+static inline vec v_add_i32(vec a, const int32_t *p) {
+    return _mm256_add_epi32(a, _mm256_loadu_si256((const __m256i *)p));
+}
+static inline void v_store(int32_t *p, vec a) { _mm256_storeu_si256((__m256i *)p, a); }
+static inline vec v_load(const int32_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+#define TILE_PIXELS_1 12
+#define TILE_PIXELS_2 6
+#define TILE_PIXELS_4 3
+#else
+#define LANES 4
+typedef struct { int32_t v[4]; } vec;
+static inline vec v_zero(void) { vec a = {{0, 0, 0, 0}}; return a; }
+static inline vec v_add_u16(vec a, const uint16_t *p) {
+    for (int i = 0; i < 4; i++) a.v[i] += p[i];
+    return a;
+}
+static inline vec v_add_i32(vec a, const int32_t *p) {
+    for (int i = 0; i < 4; i++) a.v[i] += p[i];
+    return a;
+}
+static inline void v_store(int32_t *p, vec a) { memcpy(p, a.v, sizeof a.v); }
+static inline vec v_load(const int32_t *p) { vec a; memcpy(a.v, p, sizeof a.v); return a; }
+#define TILE_PIXELS_1 8
+#define TILE_PIXELS_2 4
+#define TILE_PIXELS_4 2
+#endif
+
+/* Bytes of one block of slab taps (about the L2 cache) and budgets for whole-reduction slabs
+ * kept across image chunks and for accumulator buffers. */
+#define BLOCK_BYTES (768 << 10)
+#define SLAB_BUDGET (24 << 20)
+#define ACC_BUDGET (2 << 20)
+
+int axn_lanes(void) { return LANES; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* threads: one parallel region = a task counter shared by nthreads workers (the caller is one) */
+
+typedef void (*task_fn)(void *ctx, int64_t task, int worker);
+
+typedef struct {
+    task_fn fn;
+    void *ctx;
+    int64_t ntasks;
+    int64_t next;
+    pthread_mutex_t lock;
+} region;
+
+typedef struct {
+    region *r;
+    int worker;
+} worker_arg;
+
+static void *worker_main(void *arg) {
+    worker_arg *w = (worker_arg *)arg;
+    region *r = w->r;
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        int64_t t = r->next++;
+        pthread_mutex_unlock(&r->lock);
+        if (t >= r->ntasks) break;
+        r->fn(r->ctx, t, w->worker);
+    }
+    return NULL;
+}
+
+static void parallel(task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+    if (nthreads > ntasks) nthreads = (int)ntasks;
+    if (nthreads <= 1) {
+        for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    region r = {fn, ctx, ntasks, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t threads[64];
+    worker_arg args[64];
+    if (nthreads > 64) nthreads = 64;
+    int started = 0;
+    for (int i = 1; i < nthreads; i++) {
+        args[i].r = &r;
+        args[i].worker = i;
+        if (pthread_create(&threads[i], NULL, worker_main, &args[i]) != 0) break;
+        started = i;
+    }
+    args[0].r = &r;
+    args[0].worker = 0;
+    worker_main(&args[0]);
+    for (int i = 1; i <= started; i++) pthread_join(threads[i], NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* input preparation: quantize (float) or copy (indices) into a padded uint8 index tensor and
+ * sum (code - zx) over each group's channels per padded pixel (D, for the zero-point term). */
+
+typedef struct {
+    const float *xf;      /* float input (N, C, H, W), or NULL */
+    const uint8_t *xi;    /* index input (N, C, H, W), or NULL */
+    int64_t N;
+    int C, H, W, ph, pw, G;
+    float scale, zero, qmin, qmax; /* code = clamp(rint(x / scale) + zero, qmin, qmax) */
+    int32_t mask;                  /* index = code & mask */
+    int pad_index;
+    int rows;                      /* table rows: index -> code is index, or index - rows if signed */
+    int a_signed;
+    int32_t zx;
+    uint8_t *xp; /* out: (N, C, H + 2ph, W + 2pw) */
+    int32_t *D;  /* out: (N, G, Hp, Wp) or NULL */
+} prep_args;
+
+static void quantize_plane(const float *restrict src, uint8_t *restrict dst, int64_t len,
+                           float scale, float zero, float qmin, float qmax, int32_t mask) {
+    for (int64_t i = 0; i < len; i++) {
+        float q = rintf(src[i] / scale) + zero;
+        q = q >= qmin ? q : qmin; /* NaN -> qmin */
+        q = q <= qmax ? q : qmax;
+        dst[i] = (uint8_t)((int32_t)q & mask);
+    }
+}
+
+/* D[i] += code(idx[i]) - zx */
+static void add_centred(const uint8_t *restrict idx, int32_t *restrict D, int64_t len, int rows,
+                        int is_signed, int32_t zx) {
+    const int32_t half = is_signed ? rows / 2 : rows, wrap = is_signed ? rows : 0;
+    for (int64_t i = 0; i < len; i++) {
+        const int32_t v = idx[i];
+        D[i] += (v >= half ? v - wrap : v) - zx;
+    }
+}
+
+static void prep_task(void *ctx, int64_t n, int worker) {
+    (void)worker;
+    const prep_args *a = (const prep_args *)ctx;
+    const int H = a->H, W = a->W, ph = a->ph, pw = a->pw, C = a->C, cg = C / a->G;
+    const int Wp = W + 2 * pw;
+    const int64_t plane = (int64_t)(H + 2 * ph) * Wp, hw = (int64_t)H * W;
+    uint8_t *codes = a->xf ? malloc((size_t)hw) : NULL;
+    int32_t *dsum = a->D ? malloc(sizeof(int32_t) * hw) : NULL;
+    if ((a->xf && !codes) || (a->D && !dsum)) goto done;
+    for (int c = 0; c < C; c++) {
+        const int64_t src = (n * C + c) * hw;
+        const uint8_t *idx = a->xi ? a->xi + src : codes;
+        if (a->xf)
+            quantize_plane(a->xf + src, codes, hw, a->scale, a->zero, a->qmin, a->qmax, a->mask);
+        uint8_t *dst = a->xp + (n * C + c) * plane;
+        if (ph || pw) memset(dst, a->pad_index, (size_t)plane);
+        for (int y = 0; y < H; y++) memcpy(dst + (y + ph) * Wp + pw, idx + (int64_t)y * W, W);
+        if (!dsum) continue;
+        if (c % cg == 0) memset(dsum, 0, sizeof(int32_t) * hw);
+        add_centred(idx, dsum, hw, a->rows, a->a_signed, a->zx);
+        if (c % cg == cg - 1) { /* the group's sums into the padded D plane (border: 0) */
+            int32_t *D = a->D + (n * a->G + c / cg) * plane;
+            memset(D, 0, sizeof(int32_t) * plane);
+            for (int y = 0; y < H; y++)
+                memcpy(D + (y + ph) * Wp + pw, dsum + (int64_t)y * W, sizeof(int32_t) * W);
+        }
+    }
+done:
+    free(codes);
+    free(dsum);
+}
+
+void axn_prepare(const prep_args *a, int nthreads) { parallel(prep_task, (void *)a, a->N, nthreads); }
+
+/* ------------------------------------------------------------------------------------------ */
+/* the MAC */
+
+typedef struct {
+    const uint8_t *xp;       /* padded indices */
+    int64_t img_stride;      /* elements per image of xp */
+    int64_t grp_stride;      /* elements per group of xp */
+    int64_t N;
+    int G, og, K;            /* groups, output channels per group, taps per output */
+    const int64_t *pix;      /* npix_pad pixel offsets within an (image, group) (output order) */
+    const int64_t *dpix;     /* npix pixel offsets within a D plane */
+    int npix, npix_pad;
+    const int32_t *tap;      /* K tap offsets within a group */
+    const int32_t *w;        /* (G * og, K) table column per output channel and tap */
+    const uint16_t *t16;     /* table - base as uint16 (rows x cols, +2 slack), or NULL */
+    const int32_t *t32;      /* table as int32 (rows x cols) */
+    int rows, cols;
+    int64_t base;            /* t16 = table - base */
+    int64_t maxabs;          /* max |table| (int32 slabs) */
+    const int64_t *zw;       /* per output channel weight zero point (read when D is given) */
+    int64_t zx;
+    const int64_t *sw;       /* per output channel sum of weight codes, or NULL: no zx term */
+    const int32_t *D;        /* (N, G, plane) channel sums of (code - zx), or NULL: no zw term */
+    int64_t plane;
+    const int64_t *spat;     /* nspat spatial tap offsets within a plane (box sum of D) */
+    int nspat;
+    int out_float;           /* 0: int64 out; 1: float32 out */
+    void *out;
+    int64_t o_img, o_ch, o_pix; /* output strides (elements) */
+    const float *scale;      /* per output channel (float out) */
+    int saturate;
+    int64_t lo, hi;
+    int OB, P;               /* lanes per slab row, pixels per tile */
+    int direct;              /* 1: scalar kernel */
+    int64_t img_parts;       /* image ranges per channel block (slab kernel tasks) */
+} mac_args;
+
+/* Sx of one output pixel: box sum of D over the receptive field. */
+static inline int64_t pixel_sx(const mac_args *a, int64_t n, int g, int p) {
+    if (!a->D) return 0;
+    const int32_t *D = a->D + (n * a->G + g) * a->plane + a->dpix[p];
+    int64_t s = 0;
+    for (int i = 0; i < a->nspat; i++) s += D[a->spat[i]];
+    return s;
+}
+
+/* Writes outputs (image n; channels o0..o0+nq; pixels p0..p0+pn) from accumulators
+ * acc[p * stride + q] (int32, or int64 when `wide`) plus `bias`: the zero-point terms, then
+ * saturation and scale for float outputs. `tmp` and `ftmp` hold FIN_PIXELS * stride values. */
+#define FIN_PIXELS 16
+static void finish(const mac_args *a, int64_t n, int g, int o0, int nq, const void *acc,
+                   int stride, int wide, int64_t bias, int p0, int pn, int64_t *tmp, float *ftmp) {
+    const int64_t lo = a->lo, hi = a->hi, zx = a->zx;
+    for (int b = 0; b < pn; b += FIN_PIXELS) {
+        const int bn = pn - b < FIN_PIXELS ? pn - b : FIN_PIXELS;
+        for (int p = 0; p < bn; p++) {
+            const int64_t sx = pixel_sx(a, n, g, p0 + b + p);
+            const int64_t at = (int64_t)(b + p) * stride;
+            int64_t *t = tmp + (int64_t)p * stride;
+            for (int q = 0; q < nq; q++)
+                t[q] = (wide ? ((const int64_t *)acc)[at + q] : ((const int32_t *)acc)[at + q]) +
+                       bias;
+            if (a->D)
+                for (int q = 0; q < nq; q++) t[q] -= a->zw[o0 + q] * sx;
+            if (a->sw)
+                for (int q = 0; q < nq; q++) t[q] -= zx * a->sw[o0 + q];
+            if (a->out_float && a->saturate)
+                for (int q = 0; q < nq; q++) t[q] = t[q] < lo ? lo : (t[q] > hi ? hi : t[q]);
+            if (a->out_float) { /* rounded to single, then the product: like torch */
+                float *f = ftmp + (int64_t)p * stride;
+                for (int q = 0; q < nq; q++) f[q] = (float)t[q] * a->scale[o0 + q];
+            }
+        }
+        for (int q = 0; q < nq; q++) {
+            const int64_t at = n * a->o_img + (int64_t)(o0 + q) * a->o_ch +
+                               (int64_t)(p0 + b) * a->o_pix;
+            if (a->out_float) {
+                float *dst = (float *)a->out + at;
+                for (int p = 0; p < bn; p++) dst[p * a->o_pix] = ftmp[(int64_t)p * stride + q];
+            } else {
+                int64_t *dst = (int64_t *)a->out + at;
+                for (int p = 0; p < bn; p++) dst[p * a->o_pix] = tmp[(int64_t)p * stride + q];
+            }
+        }
+    }
+}
+
+/* acc[p][v] (+)= sum over taps of slab rows; `init`: start from the values in `out` */
+#define TILE(NAME, NV, P, SLAB_T, VADD)                                                           \
+    static void NAME(const uint8_t *x, const int64_t *off, const int32_t *tap, int ntap,          \
+                     const SLAB_T *slab, int rows, int32_t *out, int init) {                       \
+        vec acc[P][NV];                                                                            \
+        const uint8_t *xs[P];                                                                      \
+        for (int p = 0; p < P; p++) {                                                              \
+            xs[p] = x + off[p];                                                                    \
+            for (int v = 0; v < NV; v++)                                                           \
+                acc[p][v] = init ? v_load(out + (p * NV + v) * LANES) : v_zero();                 \
+        }                                                                                          \
+        const size_t row = (size_t)NV * LANES;                                                     \
+        for (int k = 0; k < ntap; k++) {                                                           \
+            const SLAB_T *s = slab + (size_t)k * rows * row;                                       \
+            const int32_t t = tap[k];                                                              \
+            for (int p = 0; p < P; p++) {                                                          \
+                const SLAB_T *r = s + (size_t)xs[p][t] * row;                                      \
+                for (int v = 0; v < NV; v++) acc[p][v] = VADD(acc[p][v], r + v * LANES);           \
+            }                                                                                      \
+        }                                                                                          \
+        for (int p = 0; p < P; p++)                                                                \
+            for (int v = 0; v < NV; v++) v_store(out + (p * NV + v) * LANES, acc[p][v]);           \
+    }
+
+TILE(tile16_1, 1, TILE_PIXELS_1, uint16_t, v_add_u16)
+TILE(tile16_2, 2, TILE_PIXELS_2, uint16_t, v_add_u16)
+TILE(tile16_4, 4, TILE_PIXELS_4, uint16_t, v_add_u16)
+TILE(tile32_1, 1, TILE_PIXELS_1, int32_t, v_add_i32)
+TILE(tile32_2, 2, TILE_PIXELS_2, int32_t, v_add_i32)
+TILE(tile32_4, 4, TILE_PIXELS_4, int32_t, v_add_i32)
+
+int axn_tile_pixels(int nv) {
+    return nv == 1 ? TILE_PIXELS_1 : nv == 2 ? TILE_PIXELS_2 : TILE_PIXELS_4;
+}
+
+static void run_tile(const mac_args *a, const uint8_t *x, const int64_t *off, const int32_t *tap,
+                     int ntap, const void *slab, int32_t *out, int init) {
+    const int nv = a->OB / LANES;
+    if (a->t16) {
+        const uint16_t *s = (const uint16_t *)slab;
+        if (nv == 1) tile16_1(x, off, tap, ntap, s, a->rows, out, init);
+        else if (nv == 2) tile16_2(x, off, tap, ntap, s, a->rows, out, init);
+        else tile16_4(x, off, tap, ntap, s, a->rows, out, init);
+    } else {
+        const int32_t *s = (const int32_t *)slab;
+        if (nv == 1) tile32_1(x, off, tap, ntap, s, a->rows, out, init);
+        else if (nv == 2) tile32_2(x, off, tap, ntap, s, a->rows, out, init);
+        else tile32_4(x, off, tap, ntap, s, a->rows, out, init);
+    }
+}
+
+/* slab[k - k0][r][q] = table[r, w[o0 + q, k]] (minus base for uint16); lanes q >= nq read column
+ * 0 and are never emitted. */
+static void build_slab(const mac_args *a, int o0, int nq, int k0, int k1, void *slab) {
+    const int OB = a->OB, rows = a->rows, cols = a->cols;
+    int32_t wq[256];
+    for (int k = k0; k < k1; k++) {
+        for (int q = 0; q < OB; q++) wq[q] = q < nq ? a->w[(int64_t)(o0 + q) * a->K + k] : 0;
+        if (a->t16) {
+            uint16_t *dst = (uint16_t *)slab + (size_t)(k - k0) * rows * OB;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+            /* 32-bit gathers at 2-byte steps (the table has 2 entries of slack), then narrow */
+            for (int r = 0; r < rows; r++, dst += OB) {
+                const void *trow = a->t16 + (size_t)r * cols;
+                for (int q = 0; q < OB; q += 16) {
+                    const __m512i idx = _mm512_loadu_si512((const void *)(wq + q));
+                    const __m512i v = _mm512_i32gather_epi32(idx, trow, 2);
+                    _mm256_storeu_si256((__m256i *)(dst + q), _mm512_cvtepi32_epi16(v));
+                }
+            }
+#else
+            for (int r = 0; r < rows; r++, dst += OB) {
+                const uint16_t *trow = a->t16 + (size_t)r * cols;
+                for (int q = 0; q < OB; q++) dst[q] = trow[wq[q]];
+            }
+#endif
+        } else {
+            int32_t *dst = (int32_t *)slab + (size_t)(k - k0) * rows * OB;
+            for (int r = 0; r < rows; r++, dst += OB) {
+                const int32_t *trow = a->t32 + (size_t)r * cols;
+                for (int q = 0; q < OB; q++) dst[q] = trow[wq[q]];
+            }
+        }
+    }
+}
+
+/* One slab task: output block `blk` (group g, channels o0..o0+nq) over a range of images. */
+static void slab_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const mac_args *a = (const mac_args *)ctx;
+    const int64_t part = task % a->img_parts, blk = task / a->img_parts;
+    const int blocks_per_group = (a->og + a->OB - 1) / a->OB;
+    const int g = (int)(blk / blocks_per_group), ob = (int)(blk % blocks_per_group);
+    const int o0 = g * a->og + ob * a->OB;
+    const int nq = a->og - ob * a->OB < a->OB ? a->og - ob * a->OB : a->OB;
+    const int64_t n0 = a->N * part / a->img_parts, n1 = a->N * (part + 1) / a->img_parts;
+    if (n0 >= n1) return;
+    const int OB = a->OB, P = a->P, K = a->K, wide = a->t16 == NULL;
+    const size_t esize = wide ? 4 : 2, bsize = wide ? 8 : 4;
+    const size_t tap_bytes = (size_t)a->rows * OB * esize;
+    int kb = (int)(BLOCK_BYTES / tap_bytes);
+    if (kb < 1) kb = 1;
+    if (wide) { /* int32 registers must not overflow within a block */
+        const int64_t lim = a->maxabs > 0 ? INT32_MAX / a->maxabs : K;
+        if (lim < kb) kb = (int)(lim < 1 ? 1 : lim);
+    }
+    if (kb > K) kb = K;
+    const int full = (size_t)K * tap_bytes <= SLAB_BUDGET;
+    const int64_t per_image = (int64_t)a->npix_pad * OB;
+    int64_t chunk = full ? (int64_t)(ACC_BUDGET / (per_image * bsize)) : n1 - n0;
+    if (chunk < 1) chunk = 1;
+    if (chunk > n1 - n0) chunk = n1 - n0;
+    void *slab = malloc((full ? (size_t)K : (size_t)kb) * tap_bytes);
+    void *buf = malloc((size_t)(chunk * per_image) * bsize);
+    int32_t *scratch = malloc(sizeof(int32_t) * P * OB);
+    int64_t *tmp = malloc(sizeof(int64_t) * FIN_PIXELS * OB);
+    float *ftmp = malloc(sizeof(float) * FIN_PIXELS * OB);
+    if (!slab || !buf || !scratch || !tmp || !ftmp) goto done;
+    const int64_t bias = wide ? 0 : a->base * K;
+    for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
+        const int64_t c1 = c0 + chunk < n1 ? c0 + chunk : n1;
+        if (wide) memset(buf, 0, (size_t)((c1 - c0) * per_image) * bsize);
+        for (int k0 = 0; k0 < K; k0 += kb) {
+            const int k1 = k0 + kb < K ? k0 + kb : K;
+            void *sb = full ? (char *)slab + (size_t)k0 * tap_bytes : slab;
+            if (!full || c0 == n0) build_slab(a, o0, nq, k0, k1, sb);
+            for (int64_t n = c0; n < c1; n++) {
+                const uint8_t *x = a->xp + n * a->img_stride + g * a->grp_stride;
+                for (int t = 0; t < a->npix_pad; t += P) {
+                    const int64_t at = ((n - c0) * a->npix_pad + t) * OB;
+                    if (!wide) {
+                        run_tile(a, x, a->pix + t, a->tap + k0, k1 - k0, sb, (int32_t *)buf + at,
+                                 k0 > 0);
+                        continue;
+                    }
+                    run_tile(a, x, a->pix + t, a->tap + k0, k1 - k0, sb, scratch, 0);
+                    int64_t *b = (int64_t *)buf + at;
+                    for (int i = 0; i < P * OB; i++) b[i] += scratch[i];
+                }
+            }
+        }
+        for (int64_t n = c0; n < c1; n++)
+            finish(a, n, g, o0, nq, (char *)buf + (size_t)((n - c0) * per_image) * bsize, OB,
+                   wide, bias, 0, a->npix, tmp, ftmp);
+    }
+done:
+    free(slab);
+    free(buf);
+    free(scratch);
+    free(tmp);
+    free(ftmp);
+}
+
+/* One direct task: all output channels of group g at pixels [p0, p0 + FIN_PIXELS) of image n. */
+static void direct_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const mac_args *a = (const mac_args *)ctx;
+    const int64_t tiles = (a->npix + FIN_PIXELS - 1) / FIN_PIXELS;
+    const int64_t n = task / (a->G * tiles);
+    const int g = (int)((task / tiles) % a->G);
+    const int p0 = (int)(task % tiles) * FIN_PIXELS;
+    const int pn = p0 + FIN_PIXELS < a->npix ? FIN_PIXELS : a->npix - p0;
+    const int K = a->K, cols = a->cols, og = a->og;
+    int32_t *rowoff = malloc(sizeof(int32_t) * K);
+    int64_t *acc = malloc(sizeof(int64_t) * FIN_PIXELS * og);
+    int64_t *tmp = malloc(sizeof(int64_t) * FIN_PIXELS * og);
+    float *ftmp = malloc(sizeof(float) * FIN_PIXELS * og);
+    if (!rowoff || !acc || !tmp || !ftmp) goto done;
+    const uint8_t *x = a->xp + n * a->img_stride + g * a->grp_stride;
+    for (int p = 0; p < pn; p++) {
+        const uint8_t *xpix = x + a->pix[p0 + p];
+        for (int k = 0; k < K; k++) rowoff[k] = (int32_t)xpix[a->tap[k]] * cols;
+        for (int q = 0; q < og; q++) {
+            const int32_t *wr = a->w + ((int64_t)g * og + q) * K;
+            int64_t s = 0;
+            for (int k = 0; k < K; k++) s += a->t32[rowoff[k] + wr[k]];
+            acc[(int64_t)p * og + q] = s;
+        }
+    }
+    finish(a, n, g, g * og, og, acc, og, 1, 0, p0, pn, tmp, ftmp);
+done:
+    free(rowoff);
+    free(acc);
+    free(tmp);
+    free(ftmp);
+}
+
+void axn_mac(mac_args *a, int nthreads) {
+    if (a->direct) {
+        const int64_t tiles = (a->npix + FIN_PIXELS - 1) / FIN_PIXELS;
+        parallel(direct_task, a, a->N * a->G * tiles, nthreads);
+        return;
+    }
+    const int64_t blocks = (int64_t)a->G * ((a->og + a->OB - 1) / a->OB);
+    /* split images when there are fewer output blocks than threads, or they do not divide */
+    a->img_parts = blocks % nthreads == 0 ? 1 : nthreads;
+    if (a->img_parts > a->N) a->img_parts = a->N;
+    parallel(slab_task, a, blocks * a->img_parts, nthreads);
+}

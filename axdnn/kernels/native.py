@@ -1,0 +1,397 @@
+"""Native CPU backend: the product-table MAC of `native.c`, compiled for this machine.
+
+The C source is compiled on first use with the system compiler and `-march=native` (AVX-512 or
+AVX2 register tiles where the CPU has them; a portable build otherwise) into a per-user cache
+keyed by the source, the compiler and the CPU's feature flags, then called through ctypes with
+the GIL released and torch's thread count. It supports tables of up to 256 rows (activation
+operands of up to 8 bits) on CPU tensors; `available()` is False without a working compiler,
+and the dispatcher then never picks it.
+
+Besides raw table sums it computes the zero-point MAC of `axdnn.kernels.affine` natively and,
+for layers in inference, the whole chain float input -> codes -> MAC -> float output in two
+passes (quantize + pad, MAC + dequantize) instead of a dozen torch element-wise passes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from axdnn.cbuild import BuildFailure, compile_shared, compiler_identity
+from axdnn.errors import ConfigError
+from axdnn.kernels.affine import ActQuant, ZeroPoints, pad_index, weight_code_sums
+from axdnn.kernels.factor import table_digest
+from axdnn.kernels.geometry import ConvGeometry
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = ["-O3", "-ffp-contract=off", "-fexcess-precision=standard", "-pthread"]
+MAX_ROWS = 256
+# Output channels per slab row, in vector lanes; 64-channel layers run as two 32-lane blocks
+# (measured faster than one 64-lane block: a tap's slab then fits the L1 cache).
+MAX_VECTORS = 2
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+_I32 = ctypes.c_int32
+_INT = ctypes.c_int
+_F32 = ctypes.c_float
+
+
+class _Prep(ctypes.Structure):
+    _fields_ = [
+        ("xf", _P), ("xi", _P), ("N", _I64), ("C", _INT), ("H", _INT), ("W", _INT),
+        ("ph", _INT), ("pw", _INT), ("G", _INT), ("scale", _F32), ("zero", _F32),
+        ("qmin", _F32), ("qmax", _F32), ("mask", _I32), ("pad_index", _INT), ("rows", _INT),
+        ("a_signed", _INT), ("zx", _I32), ("xp", _P), ("D", _P),
+    ]  # fmt: skip
+
+
+class _Mac(ctypes.Structure):
+    _fields_ = [
+        ("xp", _P), ("img_stride", _I64), ("grp_stride", _I64), ("N", _I64), ("G", _INT),
+        ("og", _INT), ("K", _INT), ("pix", _P), ("dpix", _P), ("npix", _INT),
+        ("npix_pad", _INT), ("tap", _P), ("w", _P), ("t16", _P), ("t32", _P), ("rows", _INT),
+        ("cols", _INT), ("base", _I64), ("maxabs", _I64), ("zw", _P), ("zx", _I64),
+        ("sw", _P), ("D", _P), ("plane", _I64), ("spat", _P), ("nspat", _INT),
+        ("out_float", _INT), ("out", _P), ("o_img", _I64), ("o_ch", _I64), ("o_pix", _I64),
+        ("scale", _P), ("saturate", _INT), ("lo", _I64), ("hi", _I64), ("OB", _INT),
+        ("P", _INT), ("direct", _INT), ("img_parts", _I64),
+    ]  # fmt: skip
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("AXDNN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "axdnn"
+    )
+    return Path(root) / "native"
+
+
+def _cpu_identity() -> str:
+    """The CPU's feature flags (a build with -march=native only runs where they all exist)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build(output: Path) -> None:
+    """Compile with -march=native, or portably where the compiler does not know it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=output.parent)
+    os.close(fd)
+    try:
+        try:
+            compile_shared([SOURCE], Path(tmp), [*FLAGS, "-march=native"])
+        except BuildFailure:
+            compile_shared([SOURCE], Path(tmp), FLAGS)
+        os.replace(tmp, output)  # atomic: concurrent processes see a whole library or none
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """The compiled library, built on first use; None when it cannot be built or loaded."""
+    try:
+        key = hashlib.sha256(
+            SOURCE.read_bytes() + compiler_identity().encode() + _cpu_identity().encode()
+            + " ".join(FLAGS).encode()
+        ).hexdigest()[:20]
+        path = _cache_dir() / f"axdnn_native_{key}.so"
+        if not path.exists():
+            _build(path)
+        lib = ctypes.CDLL(str(path))
+    except (BuildFailure, OSError):
+        return None
+    lib.axn_prepare.argtypes = [ctypes.POINTER(_Prep), _INT]
+    lib.axn_mac.argtypes = [ctypes.POINTER(_Mac), _INT]
+    lib.axn_lanes.restype = _INT
+    lib.axn_tile_pixels.restype = _INT
+    lib.axn_tile_pixels.argtypes = [_INT]
+    return lib
+
+
+def available() -> bool:
+    """True when the native library is built (or can be) and loaded."""
+    return _library() is not None
+
+
+def supports(table: torch.Tensor, device: torch.device) -> bool:
+    """CPU tensors and tables of at most 256 rows, with a working compiler."""
+    return device.type == "cpu" and table.shape[0] <= MAX_ROWS and available()
+
+
+def lanes() -> int:
+    """int32 lanes of one vector register in the compiled build (16 with AVX-512)."""
+    lib = _library()
+    return lib.axn_lanes() if lib is not None else 4
+
+
+def _lib() -> ctypes.CDLL:
+    lib = _library()
+    if lib is None:
+        raise ConfigError(
+            "kernel backend 'native' is unavailable: its C source could not be compiled "
+            "(install gcc or clang, or set CC); use backend 'auto'"
+        )
+    return lib
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table as the kernels read it: int32, and as uint16 minus `base` when it fits."""
+
+    t32: torch.Tensor
+    t16: torch.Tensor | None
+    base: int
+    maxabs: int
+
+
+_TABLES: OrderedDict[str, _Table] = OrderedDict()
+
+
+def _prepared(table: torch.Tensor) -> _Table:
+    key = table_digest(table)
+    hit = _TABLES.get(key)
+    if hit is not None:
+        _TABLES.move_to_end(key)
+        return hit
+    t = table.detach().to("cpu", torch.int64)
+    lo, hi = int(t.min()), int(t.max())
+    t16 = None
+    if hi - lo <= 0xFFFF:
+        # two bytes of slack: the kernels may read one 32-bit word at the last entry
+        flat = (t - lo).to(torch.int32).flatten()
+        t16 = torch.cat([flat, flat.new_zeros(2)]).to(torch.uint16)
+    prepared = _Table(t.to(torch.int32).contiguous(), t16, lo, max(abs(lo), abs(hi)))
+    _TABLES[key] = prepared
+    while len(_TABLES) > 32:
+        _TABLES.popitem(last=False)
+    return prepared
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def _prepare(
+    x: torch.Tensor, geom_pad: tuple[int, int], groups: int, rows: int,
+    act: ActQuant | None, pad: int, zero: ZeroPoints | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Padded uint8 indices of x (quantized first when `act` is given) and, with zero points,
+    the per-group channel sums D of (code - zx) per padded pixel."""
+    n, c, h, w = x.shape
+    ph, pw = geom_pad
+    xp = torch.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=torch.uint8)
+    d = None
+    if zero is not None and bool(zero.w.any()):
+        d = torch.empty((n, groups, h + 2 * ph, w + 2 * pw), dtype=torch.int32)
+    args = _Prep(
+        xf=_ptr(x) if act is not None else None, xi=_ptr(x) if act is None else None, N=n,
+        C=c, H=h, W=w, ph=ph, pw=pw, G=groups, pad_index=pad, rows=rows,
+        a_signed=int(zero.a_signed) if zero is not None else 0,
+        zx=zero.x if zero is not None else 0, xp=_ptr(xp), D=_ptr(d),
+    )  # fmt: skip
+    if act is not None:
+        args.scale, args.zero = float(act.scale), float(act.zero)
+        args.qmin, args.qmax, args.mask = float(act.qmin), float(act.qmax), (1 << act.bits) - 1
+    _lib().axn_prepare(ctypes.byref(args), _threads())
+    return xp, d
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Offsets of the MAC for one input shape: output pixels, taps, and the D box sum."""
+
+    pix: torch.Tensor  # int64, padded to the tile size
+    dpix: torch.Tensor
+    tap: torch.Tensor  # int32
+    spat: torch.Tensor  # int64
+    npix: int
+    plane: int
+    img_stride: int
+    grp_stride: int
+
+
+@functools.lru_cache(maxsize=256)
+def _conv_layout(shape: tuple[int, ...], geom: ConvGeometry, tile: int) -> _Layout:
+    _, c, h, w = shape
+    (ph, pw), (sh, sw), (dh, dw) = geom.padding, geom.stride, geom.dilation
+    hp, wp = h + 2 * ph, w + 2 * pw
+    ho, wo = geom.output_size((h, w))
+    kh, kw = geom.kernel
+    cg = c // geom.groups
+    oy, ox = torch.meshgrid(torch.arange(ho), torch.arange(wo), indexing="ij")
+    dpix = (oy * sh * wp + ox * sw).flatten()
+    ki, kj = torch.meshgrid(torch.arange(kh), torch.arange(kw), indexing="ij")
+    spat = (ki * dh * wp + kj * dw).flatten()
+    tap = (torch.arange(cg)[:, None] * hp * wp + spat[None, :]).flatten().to(torch.int32)
+    return _Layout(
+        _pad_to(dpix, tile), dpix.contiguous(), tap.contiguous(), spat.contiguous(), ho * wo,
+        hp * wp, c * hp * wp, cg * hp * wp,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _linear_layout(m: int, k: int, tile: int) -> _Layout:
+    rows = torch.arange(m, dtype=torch.int64)
+    return _Layout(
+        _pad_to(rows * k, tile), rows, torch.arange(k, dtype=torch.int32),
+        torch.zeros(1, dtype=torch.int64), m, m, 0, 0,
+    )  # fmt: skip
+
+
+def _pad_to(offsets: torch.Tensor, tile: int) -> torch.Tensor:
+    """Offsets repeated at the end up to a multiple of `tile` (tail tiles compute duplicates)."""
+    extra = -len(offsets) % tile
+    if extra:
+        offsets = torch.cat([offsets, offsets[-1:].expand(extra)])
+    return offsets.contiguous()
+
+
+# Throughputs (per thread) behind the choice between the slab and the direct kernel, measured
+# with benchmarks/lut_kernels.py on the 2-core AVX-512 EPYC; only their ratios matter.
+SLAB_LOOKUPS = 2.5e10  # table values added per second in register tiles (16-64 at a time)
+SLAB_BUILD = 1.0e9  # slab entries written per second
+DIRECT_LOOKUPS = 1.5e9  # scalar lookups per second
+ELEMENTS = 2e9  # input and output elements quantized or dequantized per second
+
+
+def _vectors(per_group: int) -> int:
+    """Vector registers per slab row for `per_group` output channels."""
+    lanes_ = lanes()
+    return min(MAX_VECTORS, max(1, -(-per_group // lanes_)))
+
+
+def plan_cost(rows: int, groups: int, per_group: int, taps: int, pixels: int) -> tuple[float, bool]:
+    """(estimated single-thread seconds, whether the direct kernel is the cheaper one) for
+    `pixels` outputs (images x positions) of `groups` x `per_group` channels over `taps`."""
+    ob = lanes() * _vectors(per_group)
+    padded = groups * -(-per_group // ob) * ob
+    slab = pixels * taps * padded / SLAB_LOOKUPS + taps * rows * padded / SLAB_BUILD
+    direct = pixels * taps * groups * per_group / DIRECT_LOOKUPS
+    return (direct, True) if direct < slab else (slab, False)
+
+
+def _mac(
+    xp: torch.Tensor, d: torch.Tensor | None, layout: _Layout, n: int, groups: int,
+    w_idx: torch.Tensor, table: torch.Tensor, zero: ZeroPoints | None, out: torch.Tensor,
+    out_strides: tuple[int, int, int], scale: torch.Tensor | None, acc_bits: int | None,
+) -> None:
+    """Run the C MAC of `xp` (prepared input) into `out` (int64, or float32 with `scale`)."""
+    lib = _lib()
+    o = w_idx.shape[0]
+    og = o // groups
+    taps = layout.tap.numel()
+    tab = _prepared(table)
+    nv = _vectors(og)
+    tile = lib.axn_tile_pixels(nv)
+    pix = layout.pix if layout.pix.numel() % tile == 0 else _pad_to(layout.pix, tile)
+    _, direct = plan_cost(table.shape[0], groups, og, taps, n * layout.npix)
+    if og * 2 < lanes():
+        direct = True
+    w32 = w_idx.reshape(o, taps).to(torch.int32).contiguous()
+    zw = sw = None
+    if zero is not None:
+        sw = weight_code_sums(w_idx, table.shape[1], zero).contiguous()
+        zw = zero.w.to(torch.int64).contiguous()  # read only with D (some zw[o] != 0)
+    saturate = acc_bits is not None
+    bound = 1 << (acc_bits - 1) if saturate else 0
+    scale32 = None if scale is None else scale.to(torch.float32).contiguous()
+    args = _Mac(
+        xp=_ptr(xp), img_stride=layout.img_stride, grp_stride=layout.grp_stride, N=n, G=groups,
+        og=og, K=taps, pix=_ptr(pix), dpix=_ptr(layout.dpix), npix=layout.npix,
+        npix_pad=pix.numel(), tap=_ptr(layout.tap), w=_ptr(w32), t16=_ptr(tab.t16),
+        t32=_ptr(tab.t32), rows=table.shape[0], cols=table.shape[1], base=tab.base,
+        maxabs=tab.maxabs, zw=_ptr(zw), zx=zero.x if zero is not None else 0, sw=_ptr(sw),
+        D=_ptr(d), plane=layout.plane, spat=_ptr(layout.spat), nspat=layout.spat.numel(),
+        out_float=int(scale is not None), out=_ptr(out), o_img=out_strides[0],
+        o_ch=out_strides[1], o_pix=out_strides[2], scale=_ptr(scale32), saturate=int(saturate),
+        lo=-bound, hi=bound - 1, OB=nv * lanes(), P=tile, direct=int(direct), img_parts=1,
+    )  # fmt: skip
+    lib.axn_mac(ctypes.byref(args), _threads())
+
+
+def _conv(x, w_idx, table, geom, pad, zero, act, scale, acc_bits):
+    n, _, h, w = x.shape
+    o = w_idx.shape[0]
+    xp, d = _prepare(x, geom.padding, geom.groups, table.shape[0], act, pad, zero)
+    lib = _lib()
+    layout = _conv_layout(tuple(x.shape), geom, lib.axn_tile_pixels(_vectors(o // geom.groups)))
+    ho, wo = geom.output_size((h, w))
+    out = torch.empty((n, o, ho, wo), dtype=torch.int64 if scale is None else torch.float32)
+    _mac(xp, d, layout, n, geom.groups, w_idx, table, zero, out, (o * ho * wo, ho * wo, 1),
+         scale, acc_bits)  # fmt: skip
+    return out
+
+
+def _linear(a, b_idx, table, pad, zero, act, scale, acc_bits):
+    m, k = a.shape
+    o = b_idx.shape[0]
+    xp, d = _prepare(a.reshape(m, k, 1, 1), (0, 0), 1, table.shape[0], act, pad, zero)
+    layout = _linear_layout(m, k, _lib().axn_tile_pixels(_vectors(o)))
+    out = torch.empty((m, o), dtype=torch.int64 if scale is None else torch.float32)
+    _mac(xp, d, layout, 1, 1, b_idx, table, zero, out, (0, 1, o), scale, acc_bits)
+    return out
+
+
+def _indices(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().to("cpu", torch.uint8).contiguous()
+
+
+def _pad_for(zero: ZeroPoints | None, rows: int, given: int) -> int:
+    return pad_index(zero, rows) if zero is not None else int(given)
+
+
+def conv2d(x_idx, w_idx, table, geom: ConvGeometry, pad_index: int = 0, zero=None):
+    """Exact int64 table convolution (kernels.reference.conv2d), or the zero-point MAC."""
+    pad = _pad_for(zero, table.shape[0], pad_index)
+    return _conv(_indices(x_idx), w_idx.cpu(), table, geom, pad, zero, None, None, None)
+
+
+def linear(a_idx, b_idx, table, zero=None):
+    """Exact int64 out[m, o] = sum_k table[a[m, k], b[o, k]], or the zero-point MAC."""
+    return _linear(_indices(a_idx), b_idx.cpu(), table, 0, zero, None, None, None)
+
+
+def matmul(a_idx, b_idx, table):
+    """Exact int64 batched table matmul with broadcasting batch dims (one slab per matrix)."""
+    batch = torch.broadcast_shapes(a_idx.shape[:-2], b_idx.shape[:-2])
+    m, n = a_idx.shape[-2], b_idx.shape[-1]
+    a = a_idx.expand(*batch, *a_idx.shape[-2:]).reshape(-1, *a_idx.shape[-2:])
+    b = b_idx.expand(*batch, *b_idx.shape[-2:]).reshape(-1, *b_idx.shape[-2:])
+    out = torch.empty((a.shape[0], m, n), dtype=torch.int64)
+    for i in range(a.shape[0]):
+        out[i] = linear(a[i], b[i].transpose(0, 1), table)
+    return out.reshape(*batch, m, n)
+
+
+def conv2d_float(x, act: ActQuant, w_idx, table, geom, zero: ZeroPoints, scale, acc_bits=None):
+    """float32(saturate(zero-point MAC of quantize(x))) * scale[o], fused (see affine)."""
+    xf = x.detach().to("cpu", torch.float32).contiguous()
+    pad = pad_index(zero, table.shape[0])
+    return _conv(xf, w_idx.cpu(), table, geom, pad, zero, act, scale, acc_bits)
+
+
+def linear_float(x, act: ActQuant, w_idx, table, zero: ZeroPoints, scale, acc_bits=None):
+    """The same for a linear map over the last dimension of a 2-D input."""
+    xf = x.detach().to("cpu", torch.float32).contiguous()
+    return _linear(xf, w_idx.cpu(), table, 0, zero, act, scale, acc_bits)
+
