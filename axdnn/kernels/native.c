@@ -85,10 +85,25 @@ static inline vec v_load(const int32_t *p) { vec a; memcpy(a.v, p, sizeof a.v); 
 int axn_lanes(void) { return LANES; }
 
 /* ------------------------------------------------------------------------------------------ */
-/* threads: one parallel region = a task counter shared by nthreads workers (the caller is one) */
+/* threads: one parallel region = `ntasks` tasks shared by `nthreads` workers. With OpenMP the
+ * regions run on the process's OpenMP runtime, which is torch's own when torch is loaded (the
+ * library is found by its soname): the same worker threads, so no oversubscription by torch's
+ * workers still spinning after an op. Without OpenMP, plain pthreads. */
 
 typedef void (*task_fn)(void *ctx, int64_t task, int worker);
 
+#ifdef _OPENMP
+#include <omp.h>
+static void parallel(task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+    if (nthreads > ntasks) nthreads = (int)ntasks;
+    if (nthreads <= 1) {
+        for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, 0);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, omp_get_thread_num());
+}
+#else
 typedef struct {
     task_fn fn;
     void *ctx;
@@ -137,6 +152,7 @@ static void parallel(task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     worker_main(&args[0]);
     for (int i = 1; i <= started; i++) pthread_join(threads[i], NULL);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* input preparation: quantize (float) or copy (indices) into a padded uint8 index tensor and
@@ -349,11 +365,78 @@ static void run_tile(const mac_args *a, const uint8_t *x, const int64_t *off, co
     }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+/* uint16 slab rows by in-register lookups: table row r (at most 256 entries) sits in eight
+ * registers; 32 slab entries (block index list idx[], 16-bit) take four two-register word
+ * permutes and three blends on index bits 6 and 7. Entry j of the list goes to slab tap
+ * j / OB, lane j % OB. Lists are done GROUP_CHUNKS chunks at a time over all rows, so the
+ * stores go to a few sequential streams (taps are rows * OB entries apart: many streams at
+ * that stride would collide in the cache sets). */
+#define GROUP_CHUNKS 4
+static inline __m512i lookup32(const __m512i *t, __m512i ix, int cols) {
+    __m512i v = _mm512_permutex2var_epi16(t[0], ix, t[1]);
+    if (cols > 64) {
+        const __mmask32 m6 = _mm512_test_epi16_mask(ix, _mm512_set1_epi16(64));
+        v = _mm512_mask_blend_epi16(m6, v, _mm512_permutex2var_epi16(t[2], ix, t[3]));
+        if (cols > 128) {
+            __m512i hi = _mm512_permutex2var_epi16(t[4], ix, t[5]);
+            hi = _mm512_mask_blend_epi16(m6, hi, _mm512_permutex2var_epi16(t[6], ix, t[7]));
+            const __mmask32 m7 = _mm512_test_epi16_mask(ix, _mm512_set1_epi16(128));
+            v = _mm512_mask_blend_epi16(m7, v, hi);
+        }
+    }
+    return v;
+}
+
+static void build_slab16_permute(const mac_args *a, const uint16_t *idx, int n, void *slab) {
+    const int OB = a->OB, rows = a->rows, cols = a->cols;
+    uint16_t *s16 = (uint16_t *)slab;
+    for (int j0 = 0; j0 < n; j0 += 32 * GROUP_CHUNKS) {
+        const int halves = (n - j0 < 32 * GROUP_CHUNKS ? n - j0 : 32 * GROUP_CHUNKS) / 16;
+        size_t off[2 * GROUP_CHUNKS]; /* where each 16-entry half of the group goes (row 0) */
+        for (int h = 0; h < halves; h++) {
+            const int e = j0 + 16 * h;
+            off[h] = (size_t)(e / OB) * rows * OB + e % OB;
+        }
+        for (int r = 0; r < rows; r++) {
+            const uint16_t *trow = a->t16 + (size_t)r * cols;
+            __m512i t[8];
+            for (int i = 0; i < 8; i++) {
+                const int left = cols - 32 * i;
+                const __mmask32 m = left >= 32 ? 0xFFFFFFFFu : left <= 0 ? 0 : (1u << left) - 1;
+                t[i] = _mm512_maskz_loadu_epi16(m, trow + 32 * i);
+            }
+            uint16_t *row = s16 + (size_t)r * OB;
+            for (int h = 0; h < halves; h += 2) {
+                const __m512i ix = _mm512_loadu_si512((const void *)(idx + j0 + 16 * h));
+                const __m512i v = lookup32(t, ix, cols);
+                _mm256_storeu_si256((__m256i *)(row + off[h]), _mm512_castsi512_si256(v));
+                if (h + 1 < halves)
+                    _mm256_storeu_si256((__m256i *)(row + off[h + 1]), _mm512_extracti64x4_epi64(v, 1));
+            }
+        }
+    }
+}
+#endif
+
 /* slab[k - k0][r][q] = table[r, w[o0 + q, k]] (minus base for uint16); lanes q >= nq read column
  * 0 and are never emitted. */
-static void build_slab(const mac_args *a, int o0, int nq, int k0, int k1, void *slab) {
+static void build_slab(const mac_args *a, int o0, int nq, int k0, int k1, void *slab,
+                       uint16_t *idx) {
     const int OB = a->OB, rows = a->rows, cols = a->cols;
     int32_t wq[256];
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (a->t16 && cols <= 256 && OB % 16 == 0) {
+        for (int k = k0; k < k1; k++)
+            for (int q = 0; q < OB; q++)
+                idx[(k - k0) * OB + q] = (uint16_t)(q < nq ? a->w[(int64_t)(o0 + q) * a->K + k] : 0);
+        memset(idx + (k1 - k0) * OB, 0, 32 * sizeof(uint16_t)); /* the last load's tail */
+        build_slab16_permute(a, idx, (k1 - k0) * OB, slab);
+        return;
+    }
+#else
+    (void)idx;
+#endif
     for (int k = k0; k < k1; k++) {
         for (int q = 0; q < OB; q++) wq[q] = q < nq ? a->w[(int64_t)(o0 + q) * a->K + k] : 0;
         if (a->t16) {
@@ -415,7 +498,8 @@ static void slab_task(void *ctx, int64_t task, int worker) {
     int32_t *scratch = malloc(sizeof(int32_t) * P * OB);
     int64_t *tmp = malloc(sizeof(int64_t) * FIN_PIXELS * OB);
     float *ftmp = malloc(sizeof(float) * FIN_PIXELS * OB);
-    if (!slab || !buf || !scratch || !tmp || !ftmp) goto done;
+    uint16_t *idx = malloc(sizeof(uint16_t) * (size_t)kb * OB + 64);
+    if (!slab || !buf || !scratch || !tmp || !ftmp || !idx) goto done;
     const int64_t bias = wide ? 0 : a->base * K;
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
         const int64_t c1 = c0 + chunk < n1 ? c0 + chunk : n1;
@@ -423,7 +507,7 @@ static void slab_task(void *ctx, int64_t task, int worker) {
         for (int k0 = 0; k0 < K; k0 += kb) {
             const int k1 = k0 + kb < K ? k0 + kb : K;
             void *sb = full ? (char *)slab + (size_t)k0 * tap_bytes : slab;
-            if (!full || c0 == n0) build_slab(a, o0, nq, k0, k1, sb);
+            if (!full || c0 == n0) build_slab(a, o0, nq, k0, k1, sb, idx);
             for (int64_t n = c0; n < c1; n++) {
                 const uint8_t *x = a->xp + n * a->img_stride + g * a->grp_stride;
                 for (int t = 0; t < a->npix_pad; t += P) {
@@ -449,6 +533,7 @@ done:
     free(scratch);
     free(tmp);
     free(ftmp);
+    free(idx);
 }
 
 /* One direct task: all output channels of group g at pixels [p0, p0 + FIN_PIXELS) of image n. */

@@ -87,15 +87,18 @@ def _cpu_identity() -> str:
 
 
 def _build(output: Path) -> None:
-    """Compile with -march=native, or portably where the compiler does not know it."""
+    """Compile with OpenMP and -march=native, dropping what the compiler does not support."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=output.parent)
     os.close(fd)
     try:
-        try:
-            compile_shared([SOURCE], Path(tmp), [*FLAGS, "-march=native"])
-        except BuildFailure:
-            compile_shared([SOURCE], Path(tmp), FLAGS)
+        for extra in (["-fopenmp", "-march=native"], ["-march=native"], ["-fopenmp"], []):
+            try:
+                compile_shared([SOURCE], Path(tmp), [*FLAGS, *extra])
+                break
+            except BuildFailure:
+                if not extra:
+                    raise
         os.replace(tmp, output)  # atomic: concurrent processes see a whole library or none
     finally:
         if os.path.exists(tmp):
