@@ -22,6 +22,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for every random choice.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Product-table kernel for every layer of the plan: auto (fastest exact), "
+        "native, lowrank, numba, torch or reference."
+    ),
+]
 
 
 def _emit(record: dict[str, Any], as_json: bool, render) -> None:
@@ -86,6 +93,7 @@ def evaluate(
     ] = None,
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 256,
+    backend: BackendOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -96,7 +104,16 @@ def evaluate(
     from axdnn.experiment.approx import render_approx_evaluate, run_approx_evaluate
 
     record = run_approx_evaluate(
-        checkpoint, data, plan, multiplier, split, batch_size, device, seed, progress=not quiet
+        checkpoint,
+        data,
+        plan,
+        multiplier,
+        split,
+        batch_size,
+        device,
+        seed,
+        progress=not quiet,
+        backend=backend,
     )
     _emit(record, as_json, render_approx_evaluate)
 
@@ -124,6 +141,7 @@ def finetune(
     hw_reg: Annotated[
         float, typer.Option(help="Hardware-aware regulariser weight (0: off).")
     ] = 0.0,
+    backend: BackendOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -137,7 +155,17 @@ def finetune(
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     options = FinetuneOptions(distill, temperature, hw_reg)
     record = run_finetune(
-        checkpoint, out, config, options, data, plan, multiplier, gradient, device, not quiet
+        checkpoint,
+        out,
+        config,
+        options,
+        data,
+        plan,
+        multiplier,
+        gradient,
+        device,
+        not quiet,
+        backend=backend,
     )
     _emit(record, as_json, render_finetune)
 

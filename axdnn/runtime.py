@@ -25,7 +25,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"device {spec!r} was asked for but no CUDA device is available; use --device cpu or auto"
+                f"device {spec!r} was asked for but no CUDA device is available; "
+                "use --device cpu or auto"
             )
         return torch.device(spec)
     raise ConfigError(f"unknown device {spec!r}; expected one of {', '.join(DEVICE_CHOICES)}")

@@ -12,7 +12,7 @@ from axdnn.data import DatasetBundle
 from axdnn.errors import ConfigError
 from axdnn.experiment.common import load_checkpoint_and_data, split_of
 from axdnn.models.checkpoint import Checkpoint, save_checkpoint
-from axdnn.nn import Plan, approximate
+from axdnn.nn import LayerSpec, Plan, approximate
 from axdnn.report.multiplier_plots import plot_error_heatmap, plot_error_histogram
 from axdnn.runtime import resolve_device, seed_everything
 from axdnn.train import TrainConfig, evaluate
@@ -22,19 +22,26 @@ GRADIENT_CHOICES = ("ste", "table")
 
 
 def resolve_plan(
-    plan: Path | None, multiplier: str | None, gradient: str | None = None
+    plan: Path | None,
+    multiplier: str | None,
+    gradient: str | None = None,
+    backend: str | None = None,
 ) -> Plan | None:
-    """`--plan FILE` or the `--multiplier SPEC` shorthand (not both); None when neither."""
+    """`--plan FILE` or the `--multiplier SPEC` shorthand (not both); None when neither.
+    `--gradient` / `--backend` override those fields of every layer spec."""
     if plan is not None and multiplier is not None:
         raise ConfigError("give either --plan or --multiplier, not both")
+    overrides = {k: v for k, v in (("gradient", gradient), ("backend", backend)) if v is not None}
     if plan is not None:
         loaded = Plan.load(plan)
-        if gradient is None:
+        if not overrides:
             return loaded
-        layers = {k: v.model_copy(update={"gradient": gradient}) for k, v in loaded.layers.items()}
+        layers = {k: LayerSpec(**{**v.model_dump(), **overrides}) for k, v in loaded.layers.items()}
         return Plan(layers=layers, description=loaded.description)
     if multiplier is not None:
-        return Plan.uniform(multiplier, **({"gradient": gradient} if gradient else {}))
+        return Plan.uniform(multiplier, **overrides)
+    if backend is not None:
+        raise ConfigError("--backend chooses the kernels of a plan: give --plan or --multiplier")
     return None
 
 
@@ -74,11 +81,12 @@ def run_approx_evaluate(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    backend: str | None = None,
 ) -> dict:
     """Evaluate a checkpoint as float and under a plan; per-layer multipliers and exact layers."""
     dev = resolve_device(device)
     ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
-    chosen = resolve_plan(plan, multiplier)
+    chosen = resolve_plan(plan, multiplier, backend=backend)
     dataset = split_of(bundle, split)
     approx, used = approximated_model(ck, model, bundle, chosen, seed)
     start = time.perf_counter()
@@ -122,7 +130,8 @@ def render_approx_evaluate(record: dict) -> str:
 def _layer_hardware(layer: dict) -> str:
     if layer.get("multiplier"):
         return layer["multiplier"]
-    return f"weights {layer.get('weight_format') or 'float'}, inputs {layer.get('act_format') or 'float'}"
+    weights = layer.get("weight_format") or "float"
+    return f"weights {weights}, inputs {layer.get('act_format') or 'float'}"
 
 
 def run_finetune(
@@ -136,11 +145,12 @@ def run_finetune(
     gradient: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    backend: str | None = None,
 ) -> dict:
     """Fine-tune a float checkpoint with the plan's approximation in the forward pass."""
     if gradient is not None and gradient not in GRADIENT_CHOICES:
         raise ConfigError(f"unknown gradient {gradient!r}; expected one of {GRADIENT_CHOICES}")
-    chosen = resolve_plan(plan, multiplier, gradient)
+    chosen = resolve_plan(plan, multiplier, gradient, backend)
     if chosen is None:
         raise ConfigError("finetune needs --plan FILE or --multiplier SPEC")
     dev = resolve_device(device)
@@ -208,7 +218,10 @@ def run_multipliers_list(width: int = 8, signed: bool = False) -> dict:
 
 
 def render_multipliers_list(record: dict) -> str:
-    head = f"{'spec':<20}{'ER %':>8}{'MRED %':>9}{'NMED %':>9}{'WCE':>8}{'WCRE %':>9}{'bias':>10}{'rank':>6}"
+    head = (
+        f"{'spec':<20}{'ER %':>8}{'MRED %':>9}{'NMED %':>9}{'WCE':>8}{'WCRE %':>9}"
+        f"{'bias':>10}{'rank':>6}"
+    )
     lines = [head, "-" * len(head)]
     for row in record["multipliers"]:
         m = row["metrics"]

@@ -30,10 +30,11 @@ def check_data_fits(checkpoint: Checkpoint, bundle: DatasetBundle) -> None:
     """The data must have the input shape and class count the checkpoint was trained on."""
     where = f"checkpoint {checkpoint.path!r}"
     if checkpoint.input_shape and tuple(checkpoint.input_shape) != tuple(bundle.input_shape):
+        shape = "x".join(map(str, checkpoint.input_shape))
         raise ShapeError(
-            f"{where} expects inputs of shape {'x'.join(map(str, checkpoint.input_shape))} but "
+            f"{where} expects inputs of shape {shape} but "
             f"dataset {bundle.spec!r} gives {'x'.join(map(str, bundle.input_shape))}; pass a "
-            f"dataset spec with the right shape (e.g. digits:{'x'.join(map(str, checkpoint.input_shape))})"
+            f"dataset spec with the right shape (e.g. digits:{shape})"
         )
     classes = checkpoint.model_kwargs.get("num_classes")
     if classes is not None and classes != bundle.num_classes:

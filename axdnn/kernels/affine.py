@@ -78,8 +78,10 @@ def _box_sums(centred: torch.Tensor, geom: ConvGeometry) -> torch.Tensor:
     g = geom.groups
     cin_g = centred.shape[1] // g
     span = int(centred.abs().max()) if centred.numel() else 0
-    dtype = torch.float32 if span * cin_g * geom.kernel[0] * geom.kernel[1] < FLOAT32_EXACT else (
-        torch.float64
+    dtype = (
+        torch.float32
+        if span * cin_g * geom.kernel[0] * geom.kernel[1] < FLOAT32_EXACT
+        else (torch.float64)
     )
     ones = torch.ones(g, cin_g, *geom.kernel, dtype=dtype, device=centred.device)
     sums = F.conv2d(centred.to(dtype), ones, None, geom.stride, geom.padding, geom.dilation, g)
@@ -87,7 +89,10 @@ def _box_sums(centred: torch.Tensor, geom: ConvGeometry) -> torch.Tensor:
 
 
 def conv_correction(
-    x_idx: torch.Tensor, w_idx: torch.Tensor, size: tuple[int, int], geom: ConvGeometry,
+    x_idx: torch.Tensor,
+    w_idx: torch.Tensor,
+    size: tuple[int, int],
+    geom: ConvGeometry,
     zero: ZeroPoints,
 ) -> torch.Tensor:
     """-zw[o] * sum_k (x_k - zx) - zx * sum_k w_k for every conv output (int64, N x O x H x W);

@@ -417,9 +417,7 @@ def _numba_cost(table: torch.Tensor, p: Problem) -> float:
 
 def _native_cost(table: torch.Tensor, p: Problem) -> float:
     pixels = p.outputs // max(1, p.groups * p.out_block)
-    mac, _ = native.plan_cost(
-        table.shape[0], p.groups, p.out_block, p.channels * p.area, pixels
-    )
+    mac, _ = native.plan_cost(table.shape[0], p.groups, p.out_block, p.channels * p.area, pixels)
     return mac + (p.inputs + p.outputs) / native.ELEMENTS
 
 

@@ -1,8 +1,9 @@
 """Native CPU backend: the product-table MAC of `native.c`, compiled for this machine.
 
 The C source is compiled on first use with the system compiler and `-march=native` (AVX-512 or
-AVX2 register tiles where the CPU has them; a portable build otherwise) into a per-user cache
-keyed by the source, the compiler and the CPU's feature flags, then called through ctypes with
+AVX2 register tiles where the CPU has them; a portable build otherwise; $AXDNN_NATIVE_ARCH names
+another -march target) into a per-user cache ($AXDNN_CACHE_DIR, default ~/.cache/axdnn) keyed by
+the source, the compiler, the flags and the CPU's feature flags, then called through ctypes with
 the GIL released and torch's thread count. It supports tables of up to 256 rows (activation
 operands of up to 8 bits) on CPU tensors; `available()` is False without a working compiler,
 and the dispatcher then never picks it.
@@ -20,6 +21,7 @@ import hashlib
 import os
 import platform
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,9 @@ from axdnn.kernels.factor import table_digest
 from axdnn.kernels.geometry import ConvGeometry
 
 SOURCE = Path(__file__).with_name("native.c")
+# Other builds in the cache older than this are removed when a new one is made (a build in use
+# by a running process stays mapped; one younger may belong to another installed version).
+STALE_SECONDS = 7 * 24 * 3600
 FLAGS = ["-O3", "-ffp-contract=off", "-fexcess-precision=standard", "-pthread"]
 MAX_ROWS = 256
 # Output channels per slab row, in vector lanes; 64-channel layers run as two 32-lane blocks
@@ -86,13 +91,19 @@ def _cpu_identity() -> str:
     return platform.processor() or platform.machine()
 
 
+def _arch() -> str:
+    return "-march=" + (os.environ.get("AXDNN_NATIVE_ARCH", "").strip() or "native")
+
+
 def _build(output: Path) -> None:
-    """Compile with OpenMP and -march=native, dropping what the compiler does not support."""
+    """Compile with OpenMP and -march, dropping what the compiler does not support; remove
+    builds of other sources or flags from the cache."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=output.parent)
     os.close(fd)
+    arch = _arch()
     try:
-        for extra in (["-fopenmp", "-march=native"], ["-march=native"], ["-fopenmp"], []):
+        for extra in (["-fopenmp", arch], [arch], ["-fopenmp"], []):
             try:
                 compile_shared([SOURCE], Path(tmp), [*FLAGS, *extra])
                 break
@@ -103,6 +114,9 @@ def _build(output: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    for stale in output.parent.glob("axdnn_native_*.so"):
+        if stale != output and time.time() - stale.stat().st_mtime > STALE_SECONDS:
+            stale.unlink(missing_ok=True)
 
 
 @functools.cache
@@ -110,8 +124,10 @@ def _library() -> ctypes.CDLL | None:
     """The compiled library, built on first use; None when it cannot be built or loaded."""
     try:
         key = hashlib.sha256(
-            SOURCE.read_bytes() + compiler_identity().encode() + _cpu_identity().encode()
-            + " ".join(FLAGS).encode()
+            SOURCE.read_bytes()
+            + compiler_identity().encode()
+            + _cpu_identity().encode()
+            + " ".join([*FLAGS, _arch()]).encode()
         ).hexdigest()[:20]
         path = _cache_dir() / f"axdnn_native_{key}.so"
         if not path.exists():
@@ -195,8 +211,13 @@ def _threads() -> int:
 
 
 def _prepare(
-    x: torch.Tensor, geom_pad: tuple[int, int], groups: int, rows: int,
-    act: ActQuant | None, pad: int, zero: ZeroPoints | None,
+    x: torch.Tensor,
+    geom_pad: tuple[int, int],
+    groups: int,
+    rows: int,
+    act: ActQuant | None,
+    pad: int,
+    zero: ZeroPoints | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Padded uint8 indices of x (quantized first when `act` is given) and, with zero points,
     the per-group channel sums D of (code - zx) per padded pixel."""
@@ -294,9 +315,18 @@ def plan_cost(rows: int, groups: int, per_group: int, taps: int, pixels: int) ->
 
 
 def _mac(
-    xp: torch.Tensor, d: torch.Tensor | None, layout: _Layout, n: int, groups: int,
-    w_idx: torch.Tensor, table: torch.Tensor, zero: ZeroPoints | None, out: torch.Tensor,
-    out_strides: tuple[int, int, int], scale: torch.Tensor | None, acc_bits: int | None,
+    xp: torch.Tensor,
+    d: torch.Tensor | None,
+    layout: _Layout,
+    n: int,
+    groups: int,
+    w_idx: torch.Tensor,
+    table: torch.Tensor,
+    zero: ZeroPoints | None,
+    out: torch.Tensor,
+    out_strides: tuple[int, int, int],
+    scale: torch.Tensor | None,
+    acc_bits: int | None,
 ) -> None:
     """Run the C MAC of `xp` (prepared input) into `out` (int64, or float32 with `scale`)."""
     lib = _lib()
@@ -397,4 +427,3 @@ def linear_float(x, act: ActQuant, w_idx, table, zero: ZeroPoints, scale, acc_bi
     """The same for a linear map over the last dimension of a 2-D input."""
     xf = x.detach().to("cpu", torch.float32).contiguous()
     return _linear(xf, w_idx.cpu(), table, 0, zero, act, scale, acc_bits)
-

@@ -9,8 +9,9 @@ which with the exact table equals s_x * s_w * sum_k (q_x - z_x)(q_w - z_w), i.e.
 quantized inference, bit for bit. Padding feeds the code z_x (real zero) into the multiplier.
 The kernels compute it (`axdnn.kernels.affine`); without autograd the whole chain (quantize,
 MAC, dequantize) goes to `lut_*_float`, which the native backend fuses, bit-identical to the
-composed path that training uses. Backward: straight-through (exact product of the dequantized operands) or the table-difference
-gradient (see `axdnn.nn.gradients`); inputs outside the quantization range get no gradient.
+composed path that training uses. Backward: straight-through (exact product of the dequantized
+operands) or the table-difference gradient (see `axdnn.nn.gradients`); inputs outside the
+quantization range get no gradient.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from pydantic import (
 
 from axdnn.errors import AxError, ConfigError
 from axdnn.formats import parse_format
+from axdnn.kernels import list_backends
 
 
 class LayerSpec(BaseModel):
@@ -58,6 +59,17 @@ class LayerSpec(BaseModel):
     def has_formats(self) -> bool:
         """True when the spec names a weight or an activation format."""
         return self.weight_format is not None or self.act_format is not None
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, value: str) -> str:
+        choices = list_backends()
+        if value not in choices:
+            raise ConfigError(
+                f"unknown kernel backend {value!r} in plan key 'backend'; "
+                f"expected one of {', '.join(choices)}"
+            )
+        return value
 
     @field_validator("weight_format", "act_format")
     @classmethod

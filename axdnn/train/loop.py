@@ -118,7 +118,8 @@ def fit(
     regularizer: Regularizer | None = None,
     restore_best: bool = True,
 ) -> TrainHistory:
-    """Train `model` in place and, by default, leave it at the epoch with the best validation top-1."""
+    """Train `model` in place and, by default, leave it at the epoch with the best validation
+    top-1."""
     torch.manual_seed(config.seed)
     model.to(device)
     loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed)

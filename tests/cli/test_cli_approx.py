@@ -13,6 +13,21 @@ def test_evaluate_under_a_multiplier_lists_every_layer(capsys, digits_checkpoint
     assert record["float_top1"] >= record["top1"] - 0.05
 
 
+def test_evaluate_backend_choice_changes_speed_not_numbers(capsys, digits_checkpoint):
+    """--backend forces a kernel; every backend is bit-exact, so the figures agree exactly."""
+    args = ("evaluate", "--checkpoint", str(digits_checkpoint), "--multiplier", "mitchell", "-q")
+    auto = run_json(capsys, *args)
+    for backend in ("torch", "native"):
+        forced = run_json(capsys, *args, "--backend", backend)
+        assert forced["top1"] == auto["top1"] and forced["loss"] == auto["loss"]
+        assert forced["plan"]["layers"]["*"]["backend"] == backend
+    assert_clean_error(run_cli(capsys, *args, "--backend", "fastest"), "fastest")
+    assert_clean_error(
+        run_cli(capsys, "evaluate", "--checkpoint", str(digits_checkpoint), "--backend", "torch"),
+        "--backend",
+    )
+
+
 def test_evaluate_under_a_plan_reports_exact_layers_with_reason(
     capsys, tmp_path, digits_checkpoint
 ):

@@ -30,8 +30,10 @@ from axdnn.kernels import (
 from axdnn.kernels.affine import dequantize, saturate
 from axdnn.kernels.factor import factorize
 
-BACKENDS = ["reference", "torch"] + (["numba"] if gather_cpu.available() else []) + (
-    ["native"] if native.available() else []
+BACKENDS = (
+    ["reference", "torch"]
+    + (["numba"] if gather_cpu.available() else [])
+    + (["native"] if native.available() else [])
 )
 
 
@@ -59,8 +61,10 @@ def reference_mac_conv(x, w, table, geom, zero):
 def reference_mac_linear(a, b, table, zero):
     tx, tw = _code_tables(table, zero)
     raw = reference.linear(a, b, table)
-    return raw - zero.w.reshape(1, -1) * reference.linear(a, b, tx) - zero.x * reference.linear(
-        a, b, tw
+    return (
+        raw
+        - zero.w.reshape(1, -1) * reference.linear(a, b, tx)
+        - zero.x * reference.linear(a, b, tw)
     )
 
 
@@ -89,12 +93,18 @@ def conv_with_zero(draw):
     groups = draw(st.sampled_from([1, 2]))
     cg, og = draw(st.integers(1, 3)), draw(st.sampled_from([1, 3, 17, 33]))
     k = draw(st.integers(1, 3))
-    geom = ConvGeometry.of(k, stride=draw(st.integers(1, 2)), padding=draw(st.integers(0, 2)),
-                           dilation=draw(st.integers(1, 2)), groups=groups)
+    geom = ConvGeometry.of(
+        k,
+        stride=draw(st.integers(1, 2)),
+        padding=draw(st.integers(0, 2)),
+        dilation=draw(st.integers(1, 2)),
+        groups=groups,
+    )
     size = draw(st.integers(geom.dilation[0] * (k - 1) + 1, 8))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    x = torch.randint(0, table.shape[0], (draw(st.integers(1, 3)), cg * groups, size, size),
-                      generator=gen)
+    x = torch.randint(
+        0, table.shape[0], (draw(st.integers(1, 3)), cg * groups, size, size), generator=gen
+    )
     w = torch.randint(0, table.shape[1], (og * groups, cg, k, k), generator=gen)
     return x, w, table, geom, _zero(draw, table, og * groups, gen)
 
@@ -113,8 +123,10 @@ def test_zero_point_conv_matches_reference_on_every_backend(case):
 @given(st.data())
 def test_zero_point_linear_matches_reference_on_every_backend(data):
     table = data.draw(st.sampled_from([mitchell(), exact(8, 8, True), random_table(5, 7, 2)]))
-    m, k, o = data.draw(st.integers(1, 40)), data.draw(st.integers(1, 50)), data.draw(
-        st.integers(1, 70)
+    m, k, o = (
+        data.draw(st.integers(1, 40)),
+        data.draw(st.integers(1, 50)),
+        data.draw(st.integers(1, 70)),
     )
     gen = torch.Generator().manual_seed(data.draw(st.integers(0, 10**6)))
     a = torch.randint(0, table.shape[0], (m, k), generator=gen)
@@ -132,9 +144,13 @@ def test_exact_table_zero_point_mac_is_ordinary_quantized_convolution():
     w = torch.randint(0, 256, (40, 3, 3, 3), generator=gen)
     zero = ZeroPoints(17, torch.randint(0, 256, (40,), generator=gen))
     geom = ConvGeometry.of(3, stride=2, padding=1, groups=2)
-    want = F.conv2d(
-        (x - zero.x).double(), (w - zero.w.reshape(-1, 1, 1, 1)).double(), None, 2, 1, 1, 2
-    ).round().long()
+    want = (
+        F.conv2d(
+            (x - zero.x).double(), (w - zero.w.reshape(-1, 1, 1, 1)).double(), None, 2, 1, 1, 2
+        )
+        .round()
+        .long()
+    )
     for name in _backends(exact(8, 8)):
         assert torch.equal(lut_conv2d(x, w, exact(8, 8), geom, backend=name, zero=zero), want)
 
@@ -152,8 +168,10 @@ def _activations(gen, shape, scale):
 def reference_float(x, act, w, table, geom, zero, scale, acc_bits):
     codes = (torch.round(x / act.scale) + act.zero).clamp(act.qmin, act.qmax).long()
     idx = codes & ((1 << act.bits) - 1)
-    acc = reference_mac_conv(idx, w, table, geom, zero) if geom is not None else (
-        reference_mac_linear(idx, w, table, zero)
+    acc = (
+        reference_mac_conv(idx, w, table, geom, zero)
+        if geom is not None
+        else (reference_mac_linear(idx, w, table, zero))
     )
     return dequantize(saturate(acc, acc_bits), scale, 1)
 
@@ -204,5 +222,6 @@ def test_zero_point_arguments_are_checked():
         lut_conv2d(x, w, table, geom, pad_index=3, zero=ZeroPoints(1, torch.zeros(3).long()))
     act = ActQuant(torch.tensor(1.0), 0, 0, 255, 8)
     with pytest.raises(ShapeError, match="8-bit activation codes"):
-        lut_conv2d_float(x.float(), act, w, table, geom, ZeroPoints(0, torch.zeros(3).long()),
-                         torch.ones(3))
+        lut_conv2d_float(
+            x.float(), act, w, table, geom, ZeroPoints(0, torch.zeros(3).long()), torch.ones(3)
+        )
