@@ -26,12 +26,14 @@ FLOAT32_EXACT = 1 << 24
 @dataclass(frozen=True)
 class ZeroPoints:
     """Zero points of an integer MAC: one activation code `x`, one weight code per output channel
-    `w` (int64), and whether table indices read as signed (two's-complement) codes."""
+    `w` (int64), and whether table indices read as signed (two's-complement) codes. `w_sums`
+    (optional) is sum_k w_k per output channel, when the caller keeps it with its weights."""
 
     x: int
     w: torch.Tensor
     a_signed: bool = False
     b_signed: bool = False
+    w_sums: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ def pad_index(zero: ZeroPoints, rows: int) -> int:
 
 
 def weight_code_sums(w_idx: torch.Tensor, cols: int, zero: ZeroPoints) -> torch.Tensor:
-    """sum_k w_k per output channel (int64, shape (O,))."""
+    """sum_k w_k per output channel (int64, shape (O,)): `zero.w_sums`, or computed."""
+    if zero.w_sums is not None:
+        return zero.w_sums
     return code_of(w_idx, cols, zero.b_signed).reshape(w_idx.shape[0], -1).sum(dim=1)
 
 

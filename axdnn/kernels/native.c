@@ -240,16 +240,18 @@ typedef struct {
     const int64_t *dpix;     /* npix pixel offsets within a D plane */
     int npix, npix_pad;
     const int32_t *tap;      /* K tap offsets within a group */
-    const int32_t *w;        /* (G * og, K) table column per output channel and tap */
+    const int32_t *w;        /* (G * og, K) table column per output channel and tap, or NULL */
+    const uint8_t *w8;       /* the same as bytes (tables of at most 256 columns), or NULL */
     const uint16_t *t16;     /* table - base as uint16 (rows x cols, +2 slack), or NULL */
     const int32_t *t32;      /* table as int32 (rows x cols) */
     int rows, cols;
     int64_t base;            /* t16 = table - base */
     int64_t maxabs;          /* max |table| (int32 slabs) */
-    const int64_t *zw;       /* per output channel weight zero point (read when D is given) */
+    const int64_t *zw;       /* per output channel weight zero point, or NULL: no zw term */
     int64_t zx;
     const int64_t *sw;       /* per output channel sum of weight codes, or NULL: no zx term */
-    const int32_t *D;        /* (N, G, plane) channel sums of (code - zx), or NULL: no zw term */
+    const int32_t *D;        /* (N, G, plane) channel sums of (code - zx) (slab kernel, zw) */
+    int a_signed;            /* activation indices read as two's complement (direct kernel) */
     int64_t plane;
     const int64_t *spat;     /* nspat spatial tap offsets within a plane (box sum of D) */
     int nspat;
@@ -264,9 +266,13 @@ typedef struct {
     int64_t img_parts;       /* image ranges per channel block (slab kernel tasks) */
 } mac_args;
 
+static inline int32_t weight_at(const mac_args *a, int64_t o, int k) {
+    return a->w8 ? a->w8[o * a->K + k] : a->w[o * a->K + k];
+}
+
 /* Sx of one output pixel: box sum of D over the receptive field. */
 static inline int64_t pixel_sx(const mac_args *a, int64_t n, int g, int p) {
-    if (!a->D) return 0;
+    if (!a->zw) return 0;
     const int32_t *D = a->D + (n * a->G + g) * a->plane + a->dpix[p];
     int64_t s = 0;
     for (int i = 0; i < a->nspat; i++) s += D[a->spat[i]];
@@ -275,22 +281,24 @@ static inline int64_t pixel_sx(const mac_args *a, int64_t n, int g, int p) {
 
 /* Writes outputs (image n; channels o0..o0+nq; pixels p0..p0+pn) from accumulators
  * acc[p * stride + q] (int32, or int64 when `wide`) plus `bias`: the zero-point terms, then
- * saturation and scale for float outputs. `tmp` and `ftmp` hold FIN_PIXELS * stride values. */
+ * saturation and scale for float outputs; sx[p] is pixel p0 + p's sum of (code - zx). `tmp` and
+ * `ftmp` hold FIN_PIXELS * stride values. */
 #define FIN_PIXELS 16
 static void finish(const mac_args *a, int64_t n, int g, int o0, int nq, const void *acc,
-                   int stride, int wide, int64_t bias, int p0, int pn, int64_t *tmp, float *ftmp) {
+                   int stride, int wide, int64_t bias, int p0, int pn, const int64_t *sx,
+                   int64_t *tmp, float *ftmp) {
     const int64_t lo = a->lo, hi = a->hi, zx = a->zx;
     for (int b = 0; b < pn; b += FIN_PIXELS) {
         const int bn = pn - b < FIN_PIXELS ? pn - b : FIN_PIXELS;
         for (int p = 0; p < bn; p++) {
-            const int64_t sx = pixel_sx(a, n, g, p0 + b + p);
+            const int64_t sxp = sx[b + p];
             const int64_t at = (int64_t)(b + p) * stride;
             int64_t *t = tmp + (int64_t)p * stride;
             for (int q = 0; q < nq; q++)
                 t[q] = (wide ? ((const int64_t *)acc)[at + q] : ((const int32_t *)acc)[at + q]) +
                        bias;
-            if (a->D)
-                for (int q = 0; q < nq; q++) t[q] -= a->zw[o0 + q] * sx;
+            if (a->zw)
+                for (int q = 0; q < nq; q++) t[q] -= a->zw[o0 + q] * sxp;
             if (a->sw)
                 for (int q = 0; q < nq; q++) t[q] -= zx * a->sw[o0 + q];
             if (a->out_float && a->saturate)
@@ -429,7 +437,7 @@ static void build_slab(const mac_args *a, int o0, int nq, int k0, int k1, void *
     if (a->t16 && cols <= 256 && OB % 16 == 0) {
         for (int k = k0; k < k1; k++)
             for (int q = 0; q < OB; q++)
-                idx[(k - k0) * OB + q] = (uint16_t)(q < nq ? a->w[(int64_t)(o0 + q) * a->K + k] : 0);
+                idx[(k - k0) * OB + q] = (uint16_t)(q < nq ? weight_at(a, o0 + q, k) : 0);
         memset(idx + (k1 - k0) * OB, 0, 32 * sizeof(uint16_t)); /* the last load's tail */
         build_slab16_permute(a, idx, (k1 - k0) * OB, slab);
         return;
@@ -438,7 +446,7 @@ static void build_slab(const mac_args *a, int o0, int nq, int k0, int k1, void *
     (void)idx;
 #endif
     for (int k = k0; k < k1; k++) {
-        for (int q = 0; q < OB; q++) wq[q] = q < nq ? a->w[(int64_t)(o0 + q) * a->K + k] : 0;
+        for (int q = 0; q < OB; q++) wq[q] = q < nq ? weight_at(a, o0 + q, k) : 0;
         if (a->t16) {
             uint16_t *dst = (uint16_t *)slab + (size_t)(k - k0) * rows * OB;
 #if defined(__AVX512F__) && defined(__AVX512BW__)
@@ -499,7 +507,8 @@ static void slab_task(void *ctx, int64_t task, int worker) {
     int64_t *tmp = malloc(sizeof(int64_t) * FIN_PIXELS * OB);
     float *ftmp = malloc(sizeof(float) * FIN_PIXELS * OB);
     uint16_t *idx = malloc(sizeof(uint16_t) * (size_t)kb * OB + 64);
-    if (!slab || !buf || !scratch || !tmp || !ftmp || !idx) goto done;
+    int64_t *sx = malloc(sizeof(int64_t) * a->npix);
+    if (!slab || !buf || !scratch || !tmp || !ftmp || !idx || !sx) goto done;
     const int64_t bias = wide ? 0 : a->base * K;
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
         const int64_t c1 = c0 + chunk < n1 ? c0 + chunk : n1;
@@ -523,9 +532,11 @@ static void slab_task(void *ctx, int64_t task, int worker) {
                 }
             }
         }
-        for (int64_t n = c0; n < c1; n++)
+        for (int64_t n = c0; n < c1; n++) {
+            for (int p = 0; p < a->npix; p++) sx[p] = pixel_sx(a, n, g, p);
             finish(a, n, g, o0, nq, (char *)buf + (size_t)((n - c0) * per_image) * bsize, OB,
-                   wide, bias, 0, a->npix, tmp, ftmp);
+                   wide, bias, 0, a->npix, sx, tmp, ftmp);
+        }
     }
 done:
     free(slab);
@@ -534,6 +545,7 @@ done:
     free(tmp);
     free(ftmp);
     free(idx);
+    free(sx);
 }
 
 /* One direct task: all output channels of group g at pixels [p0, p0 + FIN_PIXELS) of image n. */
@@ -552,17 +564,31 @@ static void direct_task(void *ctx, int64_t task, int worker) {
     float *ftmp = malloc(sizeof(float) * FIN_PIXELS * og);
     if (!rowoff || !acc || !tmp || !ftmp) goto done;
     const uint8_t *x = a->xp + n * a->img_stride + g * a->grp_stride;
+    const int32_t half = a->a_signed ? a->rows / 2 : a->rows, wrap = a->a_signed ? a->rows : 0;
+    int64_t sx[FIN_PIXELS];
     for (int p = 0; p < pn; p++) {
         const uint8_t *xpix = x + a->pix[p0 + p];
-        for (int k = 0; k < K; k++) rowoff[k] = (int32_t)xpix[a->tap[k]] * cols;
+        int64_t centred = 0;
+        for (int k = 0; k < K; k++) {
+            const int32_t i = xpix[a->tap[k]];
+            rowoff[k] = i * cols;
+            centred += (i >= half ? i - wrap : i) - a->zx;
+        }
+        sx[p] = centred;
         for (int q = 0; q < og; q++) {
-            const int32_t *wr = a->w + ((int64_t)g * og + q) * K;
+            const int64_t o = (int64_t)g * og + q;
             int64_t s = 0;
-            for (int k = 0; k < K; k++) s += a->t32[rowoff[k] + wr[k]];
+            if (a->w8) {
+                const uint8_t *wr = a->w8 + o * K;
+                for (int k = 0; k < K; k++) s += a->t32[rowoff[k] + wr[k]];
+            } else {
+                const int32_t *wr = a->w + o * K;
+                for (int k = 0; k < K; k++) s += a->t32[rowoff[k] + wr[k]];
+            }
             acc[(int64_t)p * og + q] = s;
         }
     }
-    finish(a, n, g, g * og, og, acc, og, 1, 0, p0, pn, tmp, ftmp);
+    finish(a, n, g, g * og, og, acc, og, 1, 0, p0, pn, sx, tmp, ftmp);
 done:
     free(rowoff);
     free(acc);

@@ -64,9 +64,10 @@ class _Mac(ctypes.Structure):
     _fields_ = [
         ("xp", _P), ("img_stride", _I64), ("grp_stride", _I64), ("N", _I64), ("G", _INT),
         ("og", _INT), ("K", _INT), ("pix", _P), ("dpix", _P), ("npix", _INT),
-        ("npix_pad", _INT), ("tap", _P), ("w", _P), ("t16", _P), ("t32", _P), ("rows", _INT),
-        ("cols", _INT), ("base", _I64), ("maxabs", _I64), ("zw", _P), ("zx", _I64),
-        ("sw", _P), ("D", _P), ("plane", _I64), ("spat", _P), ("nspat", _INT),
+        ("npix_pad", _INT), ("tap", _P), ("w", _P), ("w8", _P), ("t16", _P), ("t32", _P),
+        ("rows", _INT), ("cols", _INT), ("base", _I64), ("maxabs", _I64), ("zw", _P),
+        ("zx", _I64), ("sw", _P), ("D", _P), ("a_signed", _INT), ("plane", _I64),
+        ("spat", _P), ("nspat", _INT),
         ("out_float", _INT), ("out", _P), ("o_img", _I64), ("o_ch", _I64), ("o_pix", _I64),
         ("scale", _P), ("saturate", _INT), ("lo", _I64), ("hi", _I64), ("OB", _INT),
         ("P", _INT), ("direct", _INT), ("img_parts", _I64),
@@ -218,15 +219,14 @@ def _prepare(
     act: ActQuant | None,
     pad: int,
     zero: ZeroPoints | None,
+    sums: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Padded uint8 indices of x (quantized first when `act` is given) and, with zero points,
-    the per-group channel sums D of (code - zx) per padded pixel."""
+    """Padded uint8 indices of x (quantized first when `act` is given) and, with `sums`, the
+    per-group channel sums D of (code - zx) per padded pixel."""
     n, c, h, w = x.shape
     ph, pw = geom_pad
     xp = torch.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=torch.uint8)
-    d = None
-    if zero is not None and bool(zero.w.any()):
-        d = torch.empty((n, groups, h + 2 * ph, w + 2 * pw), dtype=torch.int32)
+    d = torch.empty((n, groups, h + 2 * ph, w + 2 * pw), dtype=torch.int32) if sums else None
     args = _Prep(
         xf=_ptr(x) if act is not None else None, xi=_ptr(x) if act is None else None, N=n,
         C=c, H=h, W=w, ph=ph, pw=pw, G=groups, pad_index=pad, rows=rows,
@@ -311,15 +311,45 @@ def plan_cost(rows: int, groups: int, per_group: int, taps: int, pixels: int) ->
     padded = groups * -(-per_group // ob) * ob
     slab = pixels * taps * padded / SLAB_LOOKUPS + taps * rows * padded / SLAB_BUILD
     direct = pixels * taps * groups * per_group / DIRECT_LOOKUPS
+    if per_group * 2 < lanes():  # most of each slab row would be padding
+        return direct, True
     return (direct, True) if direct < slab else (slab, False)
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One MAC: the kernel (slab or direct), its vector width and the tile of pixels."""
+
+    groups: int
+    per_group: int
+    taps: int
+    direct: bool
+    vectors: int
+    tile: int
+
+    @classmethod
+    def of(cls, rows: int, groups: int, per_group: int, taps: int, pixels: int) -> _Call:
+        _, direct = plan_cost(rows, groups, per_group, taps, pixels)
+        vectors = _vectors(per_group)
+        return cls(groups, per_group, taps, direct, vectors, _lib().axn_tile_pixels(vectors))
+
+    def sums(self, zero: ZeroPoints | None) -> bool:
+        """Whether the slab kernel needs the channel sums D (the direct one sums inline)."""
+        return zero is not None and not self.direct and bool(zero.w.any())
+
+
+def _weights(w_idx: torch.Tensor, cols: int, outputs: int, taps: int) -> torch.Tensor:
+    """Weight indices as the kernel reads them: bytes for tables of <= 256 columns."""
+    dtype = torch.uint8 if cols <= 256 else torch.int32
+    return w_idx.detach().to("cpu", dtype).reshape(outputs, taps).contiguous()
+
+
 def _mac(
+    call: _Call,
     xp: torch.Tensor,
     d: torch.Tensor | None,
     layout: _Layout,
     n: int,
-    groups: int,
     w_idx: torch.Tensor,
     table: torch.Tensor,
     zero: ZeroPoints | None,
@@ -329,59 +359,60 @@ def _mac(
     acc_bits: int | None,
 ) -> None:
     """Run the C MAC of `xp` (prepared input) into `out` (int64, or float32 with `scale`)."""
-    lib = _lib()
-    o = w_idx.shape[0]
-    og = o // groups
-    taps = layout.tap.numel()
+    o = call.groups * call.per_group
     tab = _prepared(table)
-    nv = _vectors(og)
-    tile = lib.axn_tile_pixels(nv)
-    pix = layout.pix if layout.pix.numel() % tile == 0 else _pad_to(layout.pix, tile)
-    _, direct = plan_cost(table.shape[0], groups, og, taps, n * layout.npix)
-    if og * 2 < lanes():
-        direct = True
-    w32 = w_idx.reshape(o, taps).to(torch.int32).contiguous()
+    w = _weights(w_idx, table.shape[1], o, call.taps)
     zw = sw = None
     if zero is not None:
-        sw = weight_code_sums(w_idx, table.shape[1], zero).contiguous()
-        zw = zero.w.to(torch.int64).contiguous()  # read only with D (some zw[o] != 0)
-    saturate = acc_bits is not None
-    bound = 1 << (acc_bits - 1) if saturate else 0
+        sw = weight_code_sums(w, table.shape[1], zero).to("cpu", torch.int64).contiguous()
+        if bool(zero.w.any()):
+            zw = zero.w.to(torch.int64).contiguous()
+    bound = 1 << (acc_bits - 1) if acc_bits is not None else 0
     scale32 = None if scale is None else scale.to(torch.float32).contiguous()
     args = _Mac(
-        xp=_ptr(xp), img_stride=layout.img_stride, grp_stride=layout.grp_stride, N=n, G=groups,
-        og=og, K=taps, pix=_ptr(pix), dpix=_ptr(layout.dpix), npix=layout.npix,
-        npix_pad=pix.numel(), tap=_ptr(layout.tap), w=_ptr(w32), t16=_ptr(tab.t16),
-        t32=_ptr(tab.t32), rows=table.shape[0], cols=table.shape[1], base=tab.base,
-        maxabs=tab.maxabs, zw=_ptr(zw), zx=zero.x if zero is not None else 0, sw=_ptr(sw),
-        D=_ptr(d), plane=layout.plane, spat=_ptr(layout.spat), nspat=layout.spat.numel(),
-        out_float=int(scale is not None), out=_ptr(out), o_img=out_strides[0],
-        o_ch=out_strides[1], o_pix=out_strides[2], scale=_ptr(scale32), saturate=int(saturate),
-        lo=-bound, hi=bound - 1, OB=nv * lanes(), P=tile, direct=int(direct), img_parts=1,
+        xp=_ptr(xp), img_stride=layout.img_stride, grp_stride=layout.grp_stride, N=n,
+        G=call.groups, og=call.per_group, K=call.taps, pix=_ptr(layout.pix),
+        dpix=_ptr(layout.dpix), npix=layout.npix, npix_pad=layout.pix.numel(),
+        tap=_ptr(layout.tap), w=_ptr(w) if w.dtype == torch.int32 else None,
+        w8=_ptr(w) if w.dtype == torch.uint8 else None, t16=_ptr(tab.t16), t32=_ptr(tab.t32),
+        rows=table.shape[0], cols=table.shape[1], base=tab.base, maxabs=tab.maxabs,
+        zw=_ptr(zw), zx=zero.x if zero is not None else 0, sw=_ptr(sw), D=_ptr(d),
+        a_signed=int(zero.a_signed) if zero is not None else 0, plane=layout.plane,
+        spat=_ptr(layout.spat), nspat=layout.spat.numel(), out_float=int(scale is not None),
+        out=_ptr(out), o_img=out_strides[0], o_ch=out_strides[1], o_pix=out_strides[2],
+        scale=_ptr(scale32), saturate=int(acc_bits is not None), lo=-bound, hi=bound - 1,
+        OB=call.vectors * lanes(), P=call.tile, direct=int(call.direct), img_parts=1,
     )  # fmt: skip
-    lib.axn_mac(ctypes.byref(args), _threads())
+    _lib().axn_mac(ctypes.byref(args), _threads())
+
+
+def _out_dtype(scale: torch.Tensor | None) -> torch.dtype:
+    return torch.int64 if scale is None else torch.float32
 
 
 def _conv(x, w_idx, table, geom, pad, zero, act, scale, acc_bits):
     n, _, h, w = x.shape
-    o = w_idx.shape[0]
-    xp, d = _prepare(x, geom.padding, geom.groups, table.shape[0], act, pad, zero)
-    lib = _lib()
-    layout = _conv_layout(tuple(x.shape), geom, lib.axn_tile_pixels(_vectors(o // geom.groups)))
+    o, cg, kh, kw = w_idx.shape
     ho, wo = geom.output_size((h, w))
-    out = torch.empty((n, o, ho, wo), dtype=torch.int64 if scale is None else torch.float32)
-    _mac(xp, d, layout, n, geom.groups, w_idx, table, zero, out, (o * ho * wo, ho * wo, 1),
-         scale, acc_bits)  # fmt: skip
+    g = geom.groups
+    call = _Call.of(table.shape[0], g, o // g, cg * kh * kw, n * ho * wo)
+    xp, d = _prepare(x, geom.padding, g, table.shape[0], act, pad, zero, call.sums(zero))
+    layout = _conv_layout(tuple(x.shape), geom, call.tile)
+    out = torch.empty((n, o, ho, wo), dtype=_out_dtype(scale))
+    strides = (o * ho * wo, ho * wo, 1)
+    _mac(call, xp, d, layout, n, w_idx, table, zero, out, strides, scale, acc_bits)
     return out
 
 
-def _linear(a, b_idx, table, pad, zero, act, scale, acc_bits):
+def _linear(a, b_idx, table, zero, act, scale, acc_bits):
     m, k = a.shape
     o = b_idx.shape[0]
-    xp, d = _prepare(a.reshape(m, k, 1, 1), (0, 0), 1, table.shape[0], act, pad, zero)
-    layout = _linear_layout(m, k, _lib().axn_tile_pixels(_vectors(o)))
-    out = torch.empty((m, o), dtype=torch.int64 if scale is None else torch.float32)
-    _mac(xp, d, layout, 1, 1, b_idx, table, zero, out, (0, 1, o), scale, acc_bits)
+    call = _Call.of(table.shape[0], 1, o, k, m)
+    xp, d = _prepare(a.reshape(m, k, 1, 1), (0, 0), 1, table.shape[0], act, 0, zero,
+                     call.sums(zero))  # fmt: skip
+    layout = _linear_layout(m, k, call.tile)
+    out = torch.empty((m, o), dtype=_out_dtype(scale))
+    _mac(call, xp, d, layout, 1, b_idx, table, zero, out, (0, 1, o), scale, acc_bits)
     return out
 
 
@@ -396,12 +427,12 @@ def _pad_for(zero: ZeroPoints | None, rows: int, given: int) -> int:
 def conv2d(x_idx, w_idx, table, geom: ConvGeometry, pad_index: int = 0, zero=None):
     """Exact int64 table convolution (kernels.reference.conv2d), or the zero-point MAC."""
     pad = _pad_for(zero, table.shape[0], pad_index)
-    return _conv(_indices(x_idx), w_idx.cpu(), table, geom, pad, zero, None, None, None)
+    return _conv(_indices(x_idx), w_idx, table, geom, pad, zero, None, None, None)
 
 
 def linear(a_idx, b_idx, table, zero=None):
     """Exact int64 out[m, o] = sum_k table[a[m, k], b[o, k]], or the zero-point MAC."""
-    return _linear(_indices(a_idx), b_idx.cpu(), table, 0, zero, None, None, None)
+    return _linear(_indices(a_idx), b_idx, table, zero, None, None, None)
 
 
 def matmul(a_idx, b_idx, table):
@@ -420,10 +451,10 @@ def conv2d_float(x, act: ActQuant, w_idx, table, geom, zero: ZeroPoints, scale, 
     """float32(saturate(zero-point MAC of quantize(x))) * scale[o], fused (see affine)."""
     xf = x.detach().to("cpu", torch.float32).contiguous()
     pad = pad_index(zero, table.shape[0])
-    return _conv(xf, w_idx.cpu(), table, geom, pad, zero, act, scale, acc_bits)
+    return _conv(xf, w_idx, table, geom, pad, zero, act, scale, acc_bits)
 
 
 def linear_float(x, act: ActQuant, w_idx, table, zero: ZeroPoints, scale, acc_bits=None):
     """The same for a linear map over the last dimension of a 2-D input."""
     xf = x.detach().to("cpu", torch.float32).contiguous()
-    return _linear(xf, w_idx.cpu(), table, 0, zero, act, scale, acc_bits)
+    return _linear(xf, w_idx, table, zero, act, scale, acc_bits)

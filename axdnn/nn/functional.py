@@ -31,9 +31,28 @@ from axdnn.kernels import (
     lut_linear,
     lut_linear_float,
 )
-from axdnn.kernels.affine import dequantize, saturate
+from axdnn.kernels.affine import code_of, dequantize, saturate
 from axdnn.nn.gradients import TableGradient
 from axdnn.nn.quant import QuantScheme, code_index, code_range, quantize_codes
+
+
+@dataclass(frozen=True)
+class WeightCodes:
+    """A layer's quantized weights, kept until the weights change: per-output-channel scale and
+    zero point, table indices (uint8 for up to 8 bits) and per-channel sums of the codes."""
+
+    scale: torch.Tensor
+    zero: torch.Tensor
+    index: torch.Tensor
+    sums: torch.Tensor
+
+
+def weight_codes(w: torch.Tensor, scale, zero, scheme: QuantScheme) -> WeightCodes:
+    """Quantize weights (out channels first) with per-channel `scale` and `zero`."""
+    view = [-1] + [1] * (w.dim() - 1)
+    codes = quantize_codes(w.detach(), scale.reshape(view), zero.reshape(view), scheme)
+    sums = codes.reshape(codes.shape[0], -1).sum(dim=1)
+    return WeightCodes(scale, zero, _narrow(code_index(codes, scheme.bits), scheme.bits), sums)
 
 
 @dataclass(frozen=True)
@@ -123,26 +142,29 @@ def _in_range(x, scale, zero, scheme: QuantScheme) -> torch.Tensor:
 class TableMac(torch.autograd.Function):
     """y = s_x * s_w * (table MAC with exact zero-point corrections); see the module docstring.
 
-    `track=False` (the caller runs without autograd) skips what only backward needs."""
+    `wc` holds the weights' codes (computed from `w` by the caller); `track=False` (the caller
+    runs without autograd) skips what only backward needs."""
 
     @staticmethod
-    def forward(ctx, x, w, op, tab: TableOperands, xs, xz, ws, wz, track: bool = True):
-        wsv, wzv = ws.reshape(-1, *[1] * (w.dim() - 1)), wz.reshape(-1, *[1] * (w.dim() - 1))
+    def forward(ctx, x, w, op, tab: TableOperands, xs, xz, wc: WeightCodes, track: bool = True):
         a, b = tab.a_scheme, tab.b_scheme
-        qw = quantize_codes(w, wsv, wzv, b)
-        wi = _narrow(code_index(qw, b.bits), b.bits)
-        zero = ZeroPoints(int(xz), wz.reshape(-1).long(), a.signed, b.signed)
-        scale = xs * ws
+        zero = ZeroPoints(int(xz), wc.zero.reshape(-1).long(), a.signed, b.signed, wc.sums)
+        scale = xs * wc.scale
         if not track:  # inference: the backend may fuse quantization, MAC and dequantization
             act = ActQuant(xs, int(xz), *code_range(a), a.bits)
-            return op.lut_float(x, act, wi, tab, zero, scale)
+            return op.lut_float(x, act, wc.index, tab, zero, scale)
         qx = quantize_codes(x, xs, xz, a)
-        acc = op.lut(_narrow(code_index(qx, a.bits), a.bits), wi, tab, zero)
+        acc = op.lut(_narrow(code_index(qx, a.bits), a.bits), wc.index, tab, zero)
         y = dequantize(saturate(acc, tab.acc_bits), scale, 1)
+        view = [-1] + [1] * (w.dim() - 1)
+        ws, wz = wc.scale, wc.zero
         ctx.op, ctx.tab, ctx.x_shape, ctx.w_shape = op, tab, x.shape, w.shape
         ctx.x_mask = _in_range(x, xs, xz, a) if ctx.needs_input_grad[0] else None
-        ctx.w_mask = _in_range(w, wsv, wzv, b) if ctx.needs_input_grad[1] else None
-        ctx.save_for_backward(qx.to(torch.int16), qw.to(torch.int16), xs, xz, ws, wz)
+        ctx.w_mask = (
+            _in_range(w, ws.reshape(view), wz.reshape(view), b) if ctx.needs_input_grad[1] else None
+        )
+        qw = code_of(wc.index, 1 << b.bits, b.signed).to(torch.int16)
+        ctx.save_for_backward(qx.to(torch.int16), qw, xs, xz, ws, wz)
         return y
 
     @staticmethod
@@ -160,7 +182,7 @@ class TableMac(torch.autograd.Function):
             gw = op.grad_weight(x_deq, ctx.w_shape, grad) if ctx.needs_input_grad[1] else None
         gx = gx * ctx.x_mask if gx is not None else None
         gw = gw * ctx.w_mask if gw is not None else None
-        return gx, gw, None, None, None, None, None, None, None
+        return gx, gw, None, None, None, None, None, None
 
 
 def _table_grads(ctx, grad, qx, qw, xs, xz, ws, wz):

@@ -17,7 +17,7 @@ from axdnn.arith import Multiplier
 from axdnn.errors import ConfigError
 from axdnn.kernels import ConvGeometry
 from axdnn.nn.cloning import clone_conv, clone_linear
-from axdnn.nn.functional import ConvOp, LinearOp, TableMac, TableOperands
+from axdnn.nn.functional import ConvOp, LinearOp, TableMac, TableOperands, WeightCodes, weight_codes
 from axdnn.nn.gradients import DEFAULT_RANK, GRADIENTS, table_gradient
 from axdnn.nn.observers import Observer
 from axdnn.nn.quant import QuantScheme
@@ -95,8 +95,9 @@ class ApproxMixin:
     def layer_name(self) -> str:
         return getattr(self, "_axdnn_name", type(self).__name__)
 
-    def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scale and zero point of the current weights, cached until the weights change."""
+    def weight_codes(self) -> WeightCodes:
+        """The quantized weights (scale, zero point, table indices, code sums), cached until
+        the weights change (fine-tuning recomputes them once per step, inference never)."""
         key = (self.weight._version, self.weight.data_ptr())
         if self._weight_cache is None or self._weight_cache[0] != key:
             observer = Observer(self.b_scheme, axis=0)
@@ -106,8 +107,14 @@ class ApproxMixin:
                 scale = scale.expand(self.weight.shape[0])
                 zero = zero.expand(self.weight.shape[0])
             device = self.weight.device
-            self._weight_cache = (key, scale.to(device).contiguous(), zero.to(device).contiguous())
-        return self._weight_cache[1], self._weight_cache[2]
+            scale, zero = scale.to(device).contiguous(), zero.to(device).contiguous()
+            self._weight_cache = (key, weight_codes(self.weight, scale, zero, self.b_scheme))
+        return self._weight_cache[1]
+
+    def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and zero point of the current weights (per output channel)."""
+        codes = self.weight_codes()
+        return codes.scale, codes.zero
 
     def _record_hist(self, x: torch.Tensor) -> None:
         from axdnn.nn.quant import code_index, qparams, quantize_codes
@@ -130,7 +137,6 @@ class ApproxMixin:
                 f"approximate layer {self.layer_name!r} is not calibrated; build it with "
                 "axdnn.nn.approximate(model, plan, calibration_data)"
             )
-        ws, wz = self.weight_qparams()
         return TableMac.apply(
             x.float(),
             self.weight,
@@ -138,8 +144,7 @@ class ApproxMixin:
             self.operands,
             self.act_scale,
             self.act_zero,
-            ws,
-            wz,
+            self.weight_codes(),
             torch.is_grad_enabled(),
         )
 
