@@ -365,14 +365,15 @@ def lut_matmul(
 
 
 # Throughput figures (per second and thread) behind the cost estimates, measured with
-# benchmarks/lut_kernels.py --threads 1 (float32 conv 21-85 G MAC/s, numba slab gather 2.7-6 G
+# benchmarks/lut_kernels.py --threads 1 (float32 conv 30-100 G MAC/s, numba slab gather 2.7-6 G
 # lookups/s, native: see axdnn.kernels.native) and scaled for CUDA; only their ratios matter, and
 # all backends scale alike with threads.
-_F32_MACS = {"cpu": 4e10, "cuda": 2e13}
-_ELEMENTS = {"cpu": 3e8, "cuda": 3e11}
+_F32_MACS = {"cpu": 8e10, "cuda": 2e13}
+_ELEMENTS = {"cpu": 1e9, "cuda": 3e11}
 # element passes of the float chain composed in torch ops (quantize; corrections, saturate,
-# dequantize) per input and per output element
+# dequantize) per input and per output element, at _TORCH_ELEMENTS per second (int64 tensors)
 _COMPOSED_PASSES = (5, 8)
+_TORCH_ELEMENTS = {"cpu": 3e8, "cuda": 3e11}
 # numba gather: seconds per lookup = _SLAB_ROW / (output channels per row, <= 64) + _SLAB_ADD,
 # plus building the slab (table rows x output channels x reduction) at _SLAB_BUILD entries/s.
 _SLAB_ROW = 4.3e-9
@@ -391,7 +392,7 @@ def _composed(p: Problem) -> float:
     if not p.fused:
         return 0.0
     per_in, per_out = _COMPOSED_PASSES
-    return (per_in * p.inputs + per_out * p.outputs) / _ELEMENTS[_kind(p.device)]
+    return (per_in * p.inputs + per_out * p.outputs) / _TORCH_ELEMENTS[_kind(p.device)]
 
 
 def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
@@ -417,7 +418,9 @@ def _numba_cost(table: torch.Tensor, p: Problem) -> float:
 
 def _native_cost(table: torch.Tensor, p: Problem) -> float:
     pixels = p.outputs // max(1, p.groups * p.out_block)
-    mac, _ = native.plan_cost(table.shape[0], p.groups, p.out_block, p.channels * p.area, pixels)
+    mac, _ = native.plan_cost(
+        table.shape[0], p.groups, p.out_block, p.channels * p.area, pixels, native.narrow(table)
+    )
     return mac + (p.inputs + p.outputs) / native.ELEMENTS
 
 

@@ -76,6 +76,8 @@ static inline vec v_load(const int32_t *p) { vec a; memcpy(a.v, p, sizeof a.v); 
 #define TILE_PIXELS_4 2
 #endif
 
+enum { KERNEL_SLAB = 0, KERNEL_DIRECT = 1, KERNEL_COLUMN = 2 };
+
 /* Bytes of one block of slab taps (about the L2 cache) and budgets for whole-reduction slabs
  * kept across image chunks and for accumulator buffers. */
 #define BLOCK_BYTES (768 << 10)
@@ -243,6 +245,7 @@ typedef struct {
     const int32_t *w;        /* (G * og, K) table column per output channel and tap, or NULL */
     const uint8_t *w8;       /* the same as bytes (tables of at most 256 columns), or NULL */
     const uint16_t *t16;     /* table - base as uint16 (rows x cols, +2 slack), or NULL */
+    const uint16_t *tt16;    /* its transpose, each column padded to 256 entries, or NULL */
     const int32_t *t32;      /* table as int32 (rows x cols) */
     int rows, cols;
     int64_t base;            /* t16 = table - base */
@@ -262,7 +265,7 @@ typedef struct {
     int saturate;
     int64_t lo, hi;
     int OB, P;               /* lanes per slab row, pixels per tile */
-    int direct;              /* 1: scalar kernel */
+    int kernel;              /* KERNEL_SLAB, KERNEL_DIRECT or KERNEL_COLUMN */
     int64_t img_parts;       /* image ranges per channel block (slab kernel tasks) */
 } mac_args;
 
@@ -284,7 +287,7 @@ static inline int64_t pixel_sx(const mac_args *a, int64_t n, int g, int p) {
  * saturation and scale for float outputs; sx[p] is pixel p0 + p's sum of (code - zx). `tmp` and
  * `ftmp` hold FIN_PIXELS * stride values. */
 #define FIN_PIXELS 16
-static void finish(const mac_args *a, int64_t n, int g, int o0, int nq, const void *acc,
+static void finish(const mac_args *a, int64_t n, int o0, int nq, const void *acc,
                    int stride, int wide, int64_t bias, int p0, int pn, const int64_t *sx,
                    int64_t *tmp, float *ftmp) {
     const int64_t lo = a->lo, hi = a->hi, zx = a->zx;
@@ -381,12 +384,13 @@ static void run_tile(const mac_args *a, const uint8_t *x, const int64_t *off, co
  * stores go to a few sequential streams (taps are rows * OB entries apart: many streams at
  * that stride would collide in the cache sets). */
 #define GROUP_CHUNKS 4
-static inline __m512i lookup32(const __m512i *t, __m512i ix, int cols) {
+/* 32 entries t[ix] of a 16-bit table of `size` <= 256 entries held in eight registers */
+static inline __m512i lookup32(const __m512i *t, __m512i ix, int size) {
     __m512i v = _mm512_permutex2var_epi16(t[0], ix, t[1]);
-    if (cols > 64) {
+    if (size > 64) {
         const __mmask32 m6 = _mm512_test_epi16_mask(ix, _mm512_set1_epi16(64));
         v = _mm512_mask_blend_epi16(m6, v, _mm512_permutex2var_epi16(t[2], ix, t[3]));
-        if (cols > 128) {
+        if (size > 128) {
             __m512i hi = _mm512_permutex2var_epi16(t[4], ix, t[5]);
             hi = _mm512_mask_blend_epi16(m6, hi, _mm512_permutex2var_epi16(t[6], ix, t[7]));
             const __mmask32 m7 = _mm512_test_epi16_mask(ix, _mm512_set1_epi16(128));
@@ -394,6 +398,14 @@ static inline __m512i lookup32(const __m512i *t, __m512i ix, int cols) {
         }
     }
     return v;
+}
+
+static inline void load_entries(__m512i *t, const uint16_t *src, int size) {
+    for (int i = 0; i < 8; i++) {
+        const int left = size - 32 * i;
+        const __mmask32 m = left >= 32 ? 0xFFFFFFFFu : left <= 0 ? 0 : (1u << left) - 1;
+        t[i] = _mm512_maskz_loadu_epi16(m, src + 32 * i);
+    }
 }
 
 static void build_slab16_permute(const mac_args *a, const uint16_t *idx, int n, void *slab) {
@@ -407,13 +419,8 @@ static void build_slab16_permute(const mac_args *a, const uint16_t *idx, int n, 
             off[h] = (size_t)(e / OB) * rows * OB + e % OB;
         }
         for (int r = 0; r < rows; r++) {
-            const uint16_t *trow = a->t16 + (size_t)r * cols;
             __m512i t[8];
-            for (int i = 0; i < 8; i++) {
-                const int left = cols - 32 * i;
-                const __mmask32 m = left >= 32 ? 0xFFFFFFFFu : left <= 0 ? 0 : (1u << left) - 1;
-                t[i] = _mm512_maskz_loadu_epi16(m, trow + 32 * i);
-            }
+            load_entries(t, a->t16 + (size_t)r * cols, cols);
             uint16_t *row = s16 + (size_t)r * OB;
             for (int h = 0; h < halves; h += 2) {
                 const __m512i ix = _mm512_loadu_si512((const void *)(idx + j0 + 16 * h));
@@ -534,7 +541,7 @@ static void slab_task(void *ctx, int64_t task, int worker) {
         }
         for (int64_t n = c0; n < c1; n++) {
             for (int p = 0; p < a->npix; p++) sx[p] = pixel_sx(a, n, g, p);
-            finish(a, n, g, o0, nq, (char *)buf + (size_t)((n - c0) * per_image) * bsize, OB,
+            finish(a, n, o0, nq, (char *)buf + (size_t)((n - c0) * per_image) * bsize, OB,
                    wide, bias, 0, a->npix, sx, tmp, ftmp);
         }
     }
@@ -588,7 +595,7 @@ static void direct_task(void *ctx, int64_t task, int worker) {
             acc[(int64_t)p * og + q] = s;
         }
     }
-    finish(a, n, g, g * og, og, acc, og, 1, 0, p0, pn, sx, tmp, ftmp);
+    finish(a, n, g * og, og, acc, og, 1, 0, p0, pn, sx, tmp, ftmp);
 done:
     free(rowoff);
     free(acc);
@@ -596,8 +603,83 @@ done:
     free(ftmp);
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+/* Column kernel, for few pixels per output channel (small batches, late layers, depthwise), where
+ * building slabs would cost more than the MACs: per output channel and tap the table column
+ * T[:, w[o, k]] sits in eight registers and serves COL_PIXELS pixels by word permutes. */
+#define COL_PIXELS 64
+static void column_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const mac_args *a = (const mac_args *)ctx;
+    const int64_t blocks = (a->npix + COL_PIXELS - 1) / COL_PIXELS;
+    const int64_t n = task / (a->G * blocks);
+    const int g = (int)((task / blocks) % a->G);
+    const int p0 = (int)(task % blocks) * COL_PIXELS;
+    const int pn = p0 + COL_PIXELS < a->npix ? COL_PIXELS : a->npix - p0;
+    const int K = a->K, rows = a->rows;
+    uint8_t *xb = malloc((size_t)K * COL_PIXELS); /* [k][p] activation indices */
+    int64_t *tmp = malloc(sizeof(int64_t) * FIN_PIXELS);
+    float *ftmp = malloc(sizeof(float) * FIN_PIXELS);
+    if (!xb || !tmp || !ftmp) goto done;
+    const uint8_t *x = a->xp + n * a->img_stride + g * a->grp_stride;
+    for (int k = 0; k < K; k++) {
+        uint8_t *dst = xb + (size_t)k * COL_PIXELS;
+        for (int p = 0; p < COL_PIXELS; p++) dst[p] = p < pn ? x[a->pix[p0 + p] + a->tap[k]] : 0;
+    }
+    int64_t sx[COL_PIXELS] = {0};
+    if (a->zw) {
+        const int32_t half = a->a_signed ? rows / 2 : rows, wrap = a->a_signed ? rows : 0;
+        for (int k = 0; k < K; k++)
+            for (int p = 0; p < COL_PIXELS; p++) {
+                const int32_t i = xb[(size_t)k * COL_PIXELS + p];
+                sx[p] += (i >= half ? i - wrap : i) - a->zx;
+            }
+    }
+    const int64_t bias = a->base * K;
+    int32_t acc32[COL_PIXELS];
+    for (int q = 0; q < a->og; q++) {
+        const int64_t o = (int64_t)g * a->og + q;
+        __m512i acc[COL_PIXELS / 16];
+        for (int i = 0; i < COL_PIXELS / 16; i++) acc[i] = _mm512_setzero_si512();
+        for (int k = 0; k < K; k++) {
+            __m512i t[8];
+            load_entries(t, a->tt16 + (size_t)weight_at(a, o, k) * 256, rows);
+            const uint8_t *xk = xb + (size_t)k * COL_PIXELS;
+            for (int c = 0; c < COL_PIXELS / 32; c++) {
+                const __m512i ix = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(xk + 32 * c)));
+                const __m512i v = lookup32(t, ix, rows);
+                acc[2 * c] = _mm512_add_epi32(acc[2 * c], _mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)));
+                acc[2 * c + 1] = _mm512_add_epi32(acc[2 * c + 1],
+                                                  _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)));
+            }
+        }
+        for (int i = 0; i < COL_PIXELS / 16; i++) _mm512_storeu_si512((void *)(acc32 + 16 * i), acc[i]);
+        finish(a, n, (int)o, 1, acc32, 1, 0, bias, p0, pn, sx, tmp, ftmp);
+    }
+done:
+    free(xb);
+    free(tmp);
+    free(ftmp);
+}
+#endif
+
+int axn_has_column_kernel(void) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 void axn_mac(mac_args *a, int nthreads) {
-    if (a->direct) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (a->kernel == KERNEL_COLUMN && a->tt16) {
+        const int64_t blocks = (a->npix + COL_PIXELS - 1) / COL_PIXELS;
+        parallel(column_task, a, a->N * a->G * blocks, nthreads);
+        return;
+    }
+#endif
+    if (a->kernel != KERNEL_SLAB) {
         const int64_t tiles = (a->npix + FIN_PIXELS - 1) / FIN_PIXELS;
         parallel(direct_task, a, a->N * a->G * tiles, nthreads);
         return;

@@ -64,13 +64,14 @@ class _Mac(ctypes.Structure):
     _fields_ = [
         ("xp", _P), ("img_stride", _I64), ("grp_stride", _I64), ("N", _I64), ("G", _INT),
         ("og", _INT), ("K", _INT), ("pix", _P), ("dpix", _P), ("npix", _INT),
-        ("npix_pad", _INT), ("tap", _P), ("w", _P), ("w8", _P), ("t16", _P), ("t32", _P),
+        ("npix_pad", _INT), ("tap", _P), ("w", _P), ("w8", _P), ("t16", _P), ("tt16", _P),
+        ("t32", _P),
         ("rows", _INT), ("cols", _INT), ("base", _I64), ("maxabs", _I64), ("zw", _P),
         ("zx", _I64), ("sw", _P), ("D", _P), ("a_signed", _INT), ("plane", _I64),
         ("spat", _P), ("nspat", _INT),
         ("out_float", _INT), ("out", _P), ("o_img", _I64), ("o_ch", _I64), ("o_pix", _I64),
         ("scale", _P), ("saturate", _INT), ("lo", _I64), ("hi", _I64), ("OB", _INT),
-        ("P", _INT), ("direct", _INT), ("img_parts", _I64),
+        ("P", _INT), ("kernel", _INT), ("img_parts", _I64),
     ]  # fmt: skip
 
 
@@ -141,6 +142,7 @@ def _library() -> ctypes.CDLL | None:
     lib.axn_lanes.restype = _INT
     lib.axn_tile_pixels.restype = _INT
     lib.axn_tile_pixels.argtypes = [_INT]
+    lib.axn_has_column_kernel.restype = _INT
     return lib
 
 
@@ -172,10 +174,12 @@ def _lib() -> ctypes.CDLL:
 
 @dataclass(frozen=True)
 class _Table:
-    """A table as the kernels read it: int32, and as uint16 minus `base` when it fits."""
+    """A table as the kernels read it: int32, and as uint16 minus `base` when it fits (also
+    transposed, each column padded to 256 entries, for the column kernel)."""
 
     t32: torch.Tensor
     t16: torch.Tensor | None
+    tt16: torch.Tensor | None
     base: int
     maxabs: int
 
@@ -191,12 +195,15 @@ def _prepared(table: torch.Tensor) -> _Table:
         return hit
     t = table.detach().to("cpu", torch.int64)
     lo, hi = int(t.min()), int(t.max())
-    t16 = None
+    t16 = tt16 = None
     if hi - lo <= 0xFFFF:
         # two bytes of slack: the kernels may read one 32-bit word at the last entry
         flat = (t - lo).to(torch.int32).flatten()
         t16 = torch.cat([flat, flat.new_zeros(2)]).to(torch.uint16)
-    prepared = _Table(t.to(torch.int32).contiguous(), t16, lo, max(abs(lo), abs(hi)))
+        tt16 = torch.zeros((t.shape[1], MAX_ROWS), dtype=torch.int32)
+        tt16[:, : t.shape[0]] = (t - lo).T
+        tt16 = tt16.to(torch.uint16)
+    prepared = _Table(t.to(torch.int32).contiguous(), t16, tt16, lo, max(abs(lo), abs(hi)))
     _TABLES[key] = prepared
     while len(_TABLES) > 32:
         _TABLES.popitem(last=False)
@@ -290,12 +297,16 @@ def _pad_to(offsets: torch.Tensor, tile: int) -> torch.Tensor:
     return offsets.contiguous()
 
 
-# Throughputs (per thread) behind the choice between the slab and the direct kernel, measured
-# with benchmarks/lut_kernels.py on the 2-core AVX-512 EPYC; only their ratios matter.
-SLAB_LOOKUPS = 2.5e10  # table values added per second in register tiles (16-64 at a time)
-SLAB_BUILD = 1.0e9  # slab entries written per second
+# Throughputs (per thread) behind the choice between the kernels, measured with
+# benchmarks/lut_kernels.py on the 2-core AVX-512 EPYC (Zen 5); only their ratios matter.
+SLAB_LOOKUPS = 4e10  # table values added per second in register tiles (16-32 at a time)
+SLAB_BUILD = 5e9  # slab entries written per second (word permutes; scalar: about 1e9)
+COLUMN_LOOKUPS = 1.5e10  # table values per second by word permutes of one column
 DIRECT_LOOKUPS = 1.5e9  # scalar lookups per second
 ELEMENTS = 2e9  # input and output elements quantized or dequantized per second
+SLAB, DIRECT, COLUMN = 0, 1, 2  # kernel codes of native.c
+# Tests and benchmarks set this to one of them to run that kernel wherever it can run.
+FORCE_KERNEL: int | None = None
 
 
 def _vectors(per_group: int) -> int:
@@ -304,38 +315,57 @@ def _vectors(per_group: int) -> int:
     return min(MAX_VECTORS, max(1, -(-per_group // lanes_)))
 
 
-def plan_cost(rows: int, groups: int, per_group: int, taps: int, pixels: int) -> tuple[float, bool]:
-    """(estimated single-thread seconds, whether the direct kernel is the cheaper one) for
-    `pixels` outputs (images x positions) of `groups` x `per_group` channels over `taps`."""
+def narrow(table: torch.Tensor) -> bool:
+    """Whether the table spans at most 65535, so that kernels read it as uint16."""
+    return _prepared(table).t16 is not None
+
+
+def _has_column_kernel() -> bool:
+    lib = _library()
+    return lib is not None and bool(lib.axn_has_column_kernel())
+
+
+def plan_cost(
+    rows: int, groups: int, per_group: int, taps: int, pixels: int, narrow: bool = True
+) -> tuple[float, int]:
+    """(estimated single-thread seconds, kernel code) of the cheapest kernel for `pixels`
+    outputs (images x positions) of `groups` x `per_group` channels over `taps`; `narrow`: the
+    table fits uint16 (the column kernel needs that)."""
     ob = lanes() * _vectors(per_group)
     padded = groups * -(-per_group // ob) * ob
-    slab = pixels * taps * padded / SLAB_LOOKUPS + taps * rows * padded / SLAB_BUILD
-    direct = pixels * taps * groups * per_group / DIRECT_LOOKUPS
-    if per_group * 2 < lanes():  # most of each slab row would be padding
-        return direct, True
-    return (direct, True) if direct < slab else (slab, False)
+    lookups = pixels * taps * groups * per_group
+    costs = {DIRECT: lookups / DIRECT_LOOKUPS}
+    if per_group * 2 >= lanes():  # else most of each slab row would be padding
+        costs[SLAB] = pixels * taps * padded / SLAB_LOOKUPS + taps * rows * padded / SLAB_BUILD
+    if narrow and _has_column_kernel():
+        costs[COLUMN] = groups * per_group * taps * -(-pixels // 64) * 64 / COLUMN_LOOKUPS
+    kernel = min(costs, key=costs.get)
+    return costs[kernel], kernel
 
 
 @dataclass(frozen=True)
 class _Call:
-    """One MAC: the kernel (slab or direct), its vector width and the tile of pixels."""
+    """One MAC: the kernel (slab, direct or column), its vector width and the tile of pixels."""
 
     groups: int
     per_group: int
     taps: int
-    direct: bool
+    kernel: int
     vectors: int
     tile: int
 
     @classmethod
-    def of(cls, rows: int, groups: int, per_group: int, taps: int, pixels: int) -> _Call:
-        _, direct = plan_cost(rows, groups, per_group, taps, pixels)
+    def of(cls, table: torch.Tensor, groups: int, per_group: int, taps: int, pixels: int) -> _Call:
+        fits = narrow(table)
+        _, kernel = plan_cost(table.shape[0], groups, per_group, taps, pixels, fits)
+        if FORCE_KERNEL is not None and (FORCE_KERNEL != COLUMN or fits):
+            kernel = FORCE_KERNEL
         vectors = _vectors(per_group)
-        return cls(groups, per_group, taps, direct, vectors, _lib().axn_tile_pixels(vectors))
+        return cls(groups, per_group, taps, kernel, vectors, _lib().axn_tile_pixels(vectors))
 
     def sums(self, zero: ZeroPoints | None) -> bool:
-        """Whether the slab kernel needs the channel sums D (the direct one sums inline)."""
-        return zero is not None and not self.direct and bool(zero.w.any())
+        """Whether the slab kernel needs the channel sums D (the others sum inline)."""
+        return zero is not None and self.kernel == SLAB and bool(zero.w.any())
 
 
 def _weights(w_idx: torch.Tensor, cols: int, outputs: int, taps: int) -> torch.Tensor:
@@ -374,14 +404,15 @@ def _mac(
         G=call.groups, og=call.per_group, K=call.taps, pix=_ptr(layout.pix),
         dpix=_ptr(layout.dpix), npix=layout.npix, npix_pad=layout.pix.numel(),
         tap=_ptr(layout.tap), w=_ptr(w) if w.dtype == torch.int32 else None,
-        w8=_ptr(w) if w.dtype == torch.uint8 else None, t16=_ptr(tab.t16), t32=_ptr(tab.t32),
+        w8=_ptr(w) if w.dtype == torch.uint8 else None, t16=_ptr(tab.t16), tt16=_ptr(tab.tt16),
+        t32=_ptr(tab.t32),
         rows=table.shape[0], cols=table.shape[1], base=tab.base, maxabs=tab.maxabs,
         zw=_ptr(zw), zx=zero.x if zero is not None else 0, sw=_ptr(sw), D=_ptr(d),
         a_signed=int(zero.a_signed) if zero is not None else 0, plane=layout.plane,
         spat=_ptr(layout.spat), nspat=layout.spat.numel(), out_float=int(scale is not None),
         out=_ptr(out), o_img=out_strides[0], o_ch=out_strides[1], o_pix=out_strides[2],
         scale=_ptr(scale32), saturate=int(acc_bits is not None), lo=-bound, hi=bound - 1,
-        OB=call.vectors * lanes(), P=call.tile, direct=int(call.direct), img_parts=1,
+        OB=call.vectors * lanes(), P=call.tile, kernel=call.kernel, img_parts=1,
     )  # fmt: skip
     _lib().axn_mac(ctypes.byref(args), _threads())
 
@@ -395,7 +426,7 @@ def _conv(x, w_idx, table, geom, pad, zero, act, scale, acc_bits):
     o, cg, kh, kw = w_idx.shape
     ho, wo = geom.output_size((h, w))
     g = geom.groups
-    call = _Call.of(table.shape[0], g, o // g, cg * kh * kw, n * ho * wo)
+    call = _Call.of(table, g, o // g, cg * kh * kw, n * ho * wo)
     xp, d = _prepare(x, geom.padding, g, table.shape[0], act, pad, zero, call.sums(zero))
     layout = _conv_layout(tuple(x.shape), geom, call.tile)
     out = torch.empty((n, o, ho, wo), dtype=_out_dtype(scale))
@@ -407,7 +438,7 @@ def _conv(x, w_idx, table, geom, pad, zero, act, scale, acc_bits):
 def _linear(a, b_idx, table, zero, act, scale, acc_bits):
     m, k = a.shape
     o = b_idx.shape[0]
-    call = _Call.of(table.shape[0], 1, o, k, m)
+    call = _Call.of(table, 1, o, k, m)
     xp, d = _prepare(a.reshape(m, k, 1, 1), (0, 0), 1, table.shape[0], act, 0, zero,
                      call.sums(zero))  # fmt: skip
     layout = _linear_layout(m, k, call.tile)

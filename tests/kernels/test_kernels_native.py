@@ -9,11 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from kernels_native_checks import check_native
 
 from axdnn.errors import ConfigError
 from axdnn.kernels import ConvGeometry, list_backends, lut_conv2d, native
 
 HERE = Path(__file__).parent
+
+
+@pytest.mark.skipif(not native.available(), reason="no C compiler")
+@pytest.mark.parametrize("kernel", [native.SLAB, native.DIRECT, native.COLUMN])
+def test_each_native_kernel_is_exact(monkeypatch, kernel):
+    """The slab, direct and column kernels (normally chosen by cost) each match the reference."""
+    monkeypatch.setattr(native, "FORCE_KERNEL", kernel)
+    check_native(seed=kernel)
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 instruction-set variants")
@@ -23,7 +32,7 @@ def test_every_instruction_set_variant_is_exact(tmp_path, arch, lanes):
     env = {**os.environ, "AXDNN_NATIVE_ARCH": arch, "AXDNN_CACHE_DIR": str(tmp_path)}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     done = subprocess.run(
-        [sys.executable, str(HERE / "kernels_native_variant.py")],
+        [sys.executable, str(HERE / "kernels_native_checks.py")],
         env=env,
         capture_output=True,
         text=True,
