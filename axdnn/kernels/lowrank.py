@@ -12,8 +12,9 @@ integer <= 2^24, hence exact, and so is the result (the same holds for TF32/bf16
 |u|, |v| <= 128 exactly). The planner packs atoms of equal scale into one call while that holds and
 splits input channels otherwise; row/col/const parts are summed in int64. Transform-based
 convolution (Winograd/FFT, e.g. NNPACK or some cuDNN algorithms) would break this, so on CPU
-NNPACK is disabled around the call and on CUDA the conv runs as unfold + GEMM. On CPU with numba
-the operand lookup + padding and the int64 output (scale, bias, row sums) are single fused passes.
+NNPACK is disabled around the call and on CUDA the conv runs as unfold + GEMM. On CPU the operand
+lookup + padding and the int64 output (scale, bias, row sums) are single compiled passes (native,
+else numba).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from axdnn.errors import ConfigError
-from axdnn.kernels import gather_cpu
+from axdnn.kernels import gather_cpu, native
 from axdnn.kernels.factor import MAX_RANK, TableFactors, factorize, table_digest
 from axdnn.kernels.geometry import ConvGeometry
 
@@ -211,7 +212,7 @@ def conv2d(
     """Exact int64 table convolution (see kernels.reference.conv2d) via float32 convs.
 
     `conv_impl`: 'conv' (F.conv2d, CPU default) or 'gemm' (unfold + matmul, CUDA default);
-    `fused`: use the numba operand/output kernels (default: on CPU when numba is installed).
+    `fused`: use compiled operand/output passes (default: on CPU, native or numba).
     Indices must be in range (the dispatcher checks them).
     """
     device = x_idx.device
@@ -231,10 +232,11 @@ def conv2d(
     if factors.col.any():
         col = torch.from_numpy(factors.col).to(device)
         bias += _lookup(col, wg).view(o, -1).sum(dim=1)
+    passes = _cpu_passes(table) if device.type == "cpu" else None
     if fused is None:
-        fused = device.type == "cpu" and gather_cpu.available()
+        fused = passes is not None
     if fused:
-        out = _conv_fused(x_idx, wg, plan, geom, int(pad_index), bias, out_hw, impl)
+        out = _conv_fused(x_idx, wg, plan, geom, int(pad_index), bias, out_hw, impl, passes)
     else:
         out = _conv_torch(x_idx, wg, plan, geom, int(pad_index), bias, out_hw, impl)
     if factors.denominator != 1:
@@ -250,9 +252,16 @@ def _weights(lut_v: torch.Tensor, wg: torch.Tensor, chunk: Chunk) -> torch.Tenso
     return _gather_stack(lut_v, wsel, 2).view(o, len(chunk.atoms) * cc, *wg.shape[-2:])
 
 
-def _conv_fused(x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl) -> torch.Tensor:
-    """CPU path: numba kernels look up and pad operands and finish outputs in single passes."""
-    kern = gather_cpu.kernels()
+def _cpu_passes(table: torch.Tensor):
+    """The compiled passes of the fused CPU path: native (no JIT, no numba memory) when built
+    and the indices fit uint8, else numba; None when neither is available."""
+    if native.available() and table.shape[0] <= native.MAX_ROWS:
+        return native.LowrankPasses()
+    return gather_cpu.kernels() if gather_cpu.available() else None
+
+
+def _conv_fused(x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl, kern) -> torch.Tensor:
+    """CPU path: compiled passes look up and pad operands and finish outputs in single passes."""
     factors = plan.factors
     xn = x_idx.contiguous().numpy()
     n, c, h, w = xn.shape

@@ -690,3 +690,94 @@ void axn_mac(mac_args *a, int nthreads) {
     if (a->img_parts > a->N) a->img_parts = a->N;
     parallel(slab_task, a, blocks * a->img_parts, nthreads);
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* the low-rank backend's passes around its float32 convolutions (see lowrank.py) */
+
+typedef struct {
+    const uint8_t *x; /* indices (N, C, H, W) */
+    int64_t N;
+    int C, H, W, ph, pw, pad_index, G;
+    const float *luts; /* (na, lut_len) */
+    int na, lut_len, c0, c1;
+    const int64_t *row; /* row sums: row[index] */
+    void *out;
+    const float *res; /* finish: (N, O, HW) float32 convolution results */
+    int O, og;
+    int64_t HW, scale;
+    const int64_t *bias, *rowmap; /* (O), (N, G, HW) or NULL */
+    int first;
+} lowrank_args;
+
+/* out[n, (g*na + r)*cc + c, y, x] = luts[r, xpad[n, g*cg + c0 + c, y, x]], border pad_index */
+static void lut_pad_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const lowrank_args *a = (const lowrank_args *)ctx;
+    const int cc = a->c1 - a->c0, cg = a->C / a->G, Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
+    const int64_t n = task / ((int64_t)a->G * cc);
+    const int g = (int)((task / cc) % a->G), c = (int)(task % cc);
+    const uint8_t *src = a->x + ((n * a->C + g * cg + a->c0 + c) * (int64_t)a->H) * a->W;
+    for (int r = 0; r < a->na; r++) {
+        const float *lut = a->luts + (int64_t)r * a->lut_len, pv = lut[a->pad_index];
+        float *dst = (float *)a->out +
+                     ((n * a->G * a->na + (int64_t)g * a->na + r) * cc + c) * (int64_t)Hp * Wp;
+        for (int y = 0; y < Hp; y++) {
+            float *drow = dst + (int64_t)y * Wp;
+            const int iy = y - a->ph;
+            if (iy < 0 || iy >= a->H) {
+                for (int x = 0; x < Wp; x++) drow[x] = pv;
+                continue;
+            }
+            for (int x = 0; x < a->pw; x++) drow[x] = drow[Wp - 1 - x] = pv;
+            const uint8_t *srow = src + (int64_t)iy * a->W;
+            for (int x = 0; x < a->W; x++) drow[x + a->pw] = lut[srow[x]];
+        }
+    }
+}
+
+/* out[n, g, y, x] = sum over the group's channels of row[xpad[n, c, y, x]] (int64) */
+static void row_sums_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const lowrank_args *a = (const lowrank_args *)ctx;
+    const int cg = a->C / a->G, Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
+    const int64_t n = task / a->G;
+    const int g = (int)(task % a->G);
+    int64_t *dst = (int64_t *)a->out + task * (int64_t)Hp * Wp;
+    const int64_t pv = a->row[a->pad_index];
+    for (int64_t i = 0; i < (int64_t)Hp * Wp; i++) dst[i] = pv * cg;
+    for (int c = 0; c < cg; c++) {
+        const uint8_t *src = a->x + ((n * a->C + g * cg + c) * (int64_t)a->H) * a->W;
+        for (int y = 0; y < a->H; y++) {
+            int64_t *drow = dst + (int64_t)(y + a->ph) * Wp + a->pw;
+            const uint8_t *srow = src + (int64_t)y * a->W;
+            for (int x = 0; x < a->W; x++) drow[x] += a->row[srow[x]] - pv;
+        }
+    }
+}
+
+/* out = res * scale + bias[o] + rowmap[n, o / og] (first chunk) or out += res * scale */
+static void finish_chunk_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const lowrank_args *a = (const lowrank_args *)ctx;
+    const int64_t n = task / a->O;
+    const int o = (int)(task % a->O);
+    const float *res = a->res + task * a->HW;
+    int64_t *out = (int64_t *)a->out + task * a->HW;
+    if (!a->first) {
+        for (int64_t i = 0; i < a->HW; i++) out[i] += (int64_t)res[i] * a->scale;
+        return;
+    }
+    const int64_t *rm = a->rowmap ? a->rowmap + (n * (a->O / a->og) + o / a->og) * a->HW : NULL;
+    for (int64_t i = 0; i < a->HW; i++)
+        out[i] = (int64_t)res[i] * a->scale + a->bias[o] + (rm ? rm[i] : 0);
+}
+
+void axn_lut_pad(lowrank_args *a, int nthreads) {
+    parallel(lut_pad_task, a, a->N * a->G * (a->c1 - a->c0), nthreads);
+}
+
+void axn_row_sums(lowrank_args *a, int nthreads) { parallel(row_sums_task, a, a->N * a->G, nthreads); }
+
+void axn_finish_chunk(lowrank_args *a, int nthreads) {
+    parallel(finish_chunk_task, a, a->N * a->O, nthreads);
+}

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from axdnn.cbuild import BuildFailure, compile_shared, compiler_identity
@@ -57,6 +58,16 @@ class _Prep(ctypes.Structure):
         ("ph", _INT), ("pw", _INT), ("G", _INT), ("scale", _F32), ("zero", _F32),
         ("qmin", _F32), ("qmax", _F32), ("mask", _I32), ("pad_index", _INT), ("rows", _INT),
         ("a_signed", _INT), ("zx", _I32), ("xp", _P), ("D", _P),
+    ]  # fmt: skip
+
+
+class _Lowrank(ctypes.Structure):
+    _fields_ = [
+        ("x", _P), ("N", _I64), ("C", _INT), ("H", _INT), ("W", _INT), ("ph", _INT),
+        ("pw", _INT), ("pad_index", _INT), ("G", _INT), ("luts", _P), ("na", _INT),
+        ("lut_len", _INT), ("c0", _INT), ("c1", _INT), ("row", _P), ("out", _P), ("res", _P),
+        ("O", _INT), ("og", _INT), ("HW", _I64), ("scale", _I64), ("bias", _P),
+        ("rowmap", _P), ("first", _INT),
     ]  # fmt: skip
 
 
@@ -143,6 +154,8 @@ def _library() -> ctypes.CDLL | None:
     lib.axn_tile_pixels.restype = _INT
     lib.axn_tile_pixels.argtypes = [_INT]
     lib.axn_has_column_kernel.restype = _INT
+    for name in ("axn_lut_pad", "axn_row_sums", "axn_finish_chunk"):
+        getattr(lib, name).argtypes = [ctypes.POINTER(_Lowrank), _INT]
     return lib
 
 
@@ -489,3 +502,46 @@ def linear_float(x, act: ActQuant, w_idx, table, zero: ZeroPoints, scale, acc_bi
     """The same for a linear map over the last dimension of a 2-D input."""
     xf = x.detach().to("cpu", torch.float32).contiguous()
     return _linear(xf, w_idx, table, zero, act, scale, acc_bits)
+
+
+class LowrankPasses:
+    """The low-rank backend's passes around its float32 convolutions (operand lookup with
+    padding, row sums, output accumulation), on numpy arrays with the signatures of the numba
+    versions in `_numba_kernels`; activation indices must fit uint8."""
+
+    @staticmethod
+    def _x(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x, dtype=np.uint8)
+
+    def lookup_pad(self, x, luts, ph, pw, pad_index, groups, c0, c1, out) -> None:
+        xs = self._x(x)
+        luts = np.ascontiguousarray(luts, dtype=np.float32)
+        n, c, h, w = xs.shape
+        args = _Lowrank(
+            x=xs.ctypes.data, N=n, C=c, H=h, W=w, ph=ph, pw=pw, pad_index=pad_index, G=groups,
+            luts=luts.ctypes.data, na=luts.shape[0], lut_len=luts.shape[1], c0=c0, c1=c1,
+            out=out.ctypes.data,
+        )  # fmt: skip
+        _lib().axn_lut_pad(ctypes.byref(args), _threads())
+
+    def row_sums(self, x, row, ph, pw, pad_index, groups, out) -> None:
+        xs = self._x(x)
+        row = np.ascontiguousarray(row, dtype=np.int64)
+        n, c, h, w = xs.shape
+        args = _Lowrank(
+            x=xs.ctypes.data, N=n, C=c, H=h, W=w, ph=ph, pw=pw, pad_index=pad_index, G=groups,
+            row=row.ctypes.data, out=out.ctypes.data,
+        )  # fmt: skip
+        _lib().axn_row_sums(ctypes.byref(args), _threads())
+
+    def finish(self, res, scale, bias, rowmap, og, out, first) -> None:
+        res = np.ascontiguousarray(res, dtype=np.float32)
+        bias = np.ascontiguousarray(bias, dtype=np.int64)
+        rowmap = np.ascontiguousarray(rowmap, dtype=np.int64) if rowmap.size else None
+        n, o = res.shape[:2]
+        args = _Lowrank(
+            res=res.ctypes.data, N=n, O=o, og=og, HW=res[0, 0].size, scale=int(scale),
+            bias=bias.ctypes.data, rowmap=None if rowmap is None else rowmap.ctypes.data,
+            out=out.ctypes.data, first=int(first),
+        )  # fmt: skip
+        _lib().axn_finish_chunk(ctypes.byref(args), _threads())

@@ -105,6 +105,21 @@ def test_lowrank_torch_and_gemm_paths_match_reference(case):
     assert torch.equal(lowrank.conv2d(x, w, table, geom, pad_index, fused=False), want)
 
 
+@pytest.mark.skipif(not gather_cpu.available(), reason="needs numba")
+@settings(max_examples=10, deadline=None)
+@given(conv_case(table=st.sampled_from([exact(8, 8), drum(4), random_low_rank(5, 5, 2, 2)])))
+def test_lowrank_numba_passes_match_reference(case):
+    """Without the native library the fused CPU path runs its passes in numba; also exact."""
+    x, w, table, geom, pad_index = case
+    want = reference.conv2d(x, w, table, geom, pad_index)
+    original = lowrank._cpu_passes
+    lowrank._cpu_passes = lambda table: gather_cpu.kernels()
+    try:
+        assert torch.equal(lowrank.conv2d(x, w, table, geom, pad_index), want)
+    finally:
+        lowrank._cpu_passes = original
+
+
 @settings(max_examples=30, deadline=None)
 @given(table_strategy(), st.integers(1, 5), st.integers(1, 40), st.integers(1, 5),
        st.sampled_from([((), ()), ((2,), ()), ((3, 1), (2,)), ((1,), (4, 1))]),
