@@ -156,7 +156,9 @@ def _pad(table: torch.Tensor, pad_index: int | None, zero: ZeroPoints | None, wh
     return pad
 
 
-def _conv_problem(x_shape, w_shape, geom: ConvGeometry, device, fused: bool = False) -> Problem:
+def conv_problem(x_shape, w_shape, geom: ConvGeometry, device, fused: bool = False) -> Problem:
+    """What the dispatcher prices for a table convolution of these shapes (`fused`: the whole
+    float chain of a layer, not raw sums)."""
     n, _, h, w = x_shape
     o, cg, kh, kw = w_shape
     ho, wo = geom.output_size((h, w))
@@ -216,7 +218,7 @@ def lut_conv2d(
     if zero is not None:
         _check_zero(zero, w_idx.shape[0], where)
     pad = _pad(table, pad_index, zero, where)
-    problem = _conv_problem(x_idx.shape, w_idx.shape, geom, x_idx.device)
+    problem = conv_problem(x_idx.shape, w_idx.shape, geom, x_idx.device)
     chosen = choose_backend(table, x_idx.device, backend, problem)
     return _conv_raw(chosen, x_idx, w_idx, table, geom, pad, zero)
 
@@ -260,7 +262,7 @@ def lut_conv2d_float(
     _conv_shapes(x.shape, w_idx, geom, where)
     _check("w_idx", w_idx, table.shape[1], where)
     _check_float(x, act, table, zero, scale, w_idx.shape[0], where)
-    problem = _conv_problem(x.shape, w_idx.shape, geom, x.device, fused=True)
+    problem = conv_problem(x.shape, w_idx.shape, geom, x.device, fused=True)
     chosen = choose_backend(table, x.device, backend, problem)
     if chosen.conv2d_float is not None:
         return chosen.conv2d_float(x, act, w_idx, table, geom, zero, scale, acc_bits)

@@ -205,9 +205,9 @@ def test_dispatcher_prefers_lowrank_for_low_rank_and_a_gather_for_full_rank_tabl
     go to the fastest gather backend available."""
     cpu = torch.device("cpu")
     geom = ConvGeometry.of(3, padding=1)
-    from axdnn.kernels.dispatch import _conv_problem
+    from axdnn.kernels.dispatch import conv_problem
 
-    p = _conv_problem((128, 64, 8, 8), (64, 64, 3, 3), geom, cpu)
+    p = conv_problem((128, 64, 8, 8), (64, 64, 3, 3), geom, cpu)
     assert choose_backend(exact(8, 8), cpu, problem=p).name == "lowrank"
     gather = choose_backend(random_table(8, 8, 5), cpu, problem=p).name
     fastest = "native" if native.available() else "numba" if gather_cpu.available() else "torch"
