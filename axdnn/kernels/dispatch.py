@@ -60,6 +60,11 @@ class Backend:
     zero_points: bool = False  # conv2d/linear take `zero=` and compute the zero-point MAC
     conv2d_float: Callable[..., torch.Tensor] | None = None
     linear_float: Callable[..., torch.Tensor] | None = None
+    fuses: Callable[[torch.device], bool] | None = None  # where conv2d_float runs (None: always)
+
+    def fused_conv(self, device: torch.device) -> bool:
+        """Whether this backend runs the float chain of a convolution itself on `device`."""
+        return self.conv2d_float is not None and (self.fuses is None or self.fuses(device))
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -264,7 +269,7 @@ def lut_conv2d_float(
     _check_float(x, act, table, zero, scale, w_idx.shape[0], where)
     problem = conv_problem(x.shape, w_idx.shape, geom, x.device, fused=True)
     chosen = choose_backend(table, x.device, backend, problem)
-    if chosen.conv2d_float is not None:
+    if chosen.fused_conv(x.device):
         return chosen.conv2d_float(x, act, w_idx, table, geom, zero, scale, acc_bits)
     pad = affine.pad_index(zero, table.shape[0])
     acc = _conv_raw(chosen, _codes(x, act), w_idx, table, geom, pad, zero)
@@ -403,7 +408,10 @@ def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
         return None
     kind = _kind(p.device)
     work = calls * p.macs / _F32_MACS[kind]
-    return work + (calls * p.inputs + 3 * p.outputs) / _ELEMENTS[kind] + _composed(p)
+    passes = (calls * p.inputs + 3 * p.outputs) / _ELEMENTS[kind]
+    if p.fused and p.op == "conv2d" and lowrank.fuses(p.device):  # quantize + output pass
+        return work + passes + (p.inputs + p.outputs) / native.ELEMENTS
+    return work + passes + _composed(p)
 
 
 def _numba_cost(table: torch.Tensor, p: Problem) -> float:
@@ -476,6 +484,8 @@ register_backend(
         supports=lambda table, device: bool(factorize(table)),
         priority=3,
         cost=_lowrank_cost,
+        conv2d_float=lowrank.conv2d_float,
+        fuses=lowrank.fuses,
     )
 )
 register_backend(

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 
 from axdnn.errors import ConfigError
 from axdnn.kernels import gather_cpu, native
+from axdnn.kernels.affine import code_of, weight_code_sums
+from axdnn.kernels.affine import pad_index as affine_pad_index
 from axdnn.kernels.factor import MAX_RANK, TableFactors, factorize, table_digest
 from axdnn.kernels.geometry import ConvGeometry
 
@@ -217,21 +219,8 @@ def conv2d(
     """
     device = x_idx.device
     impl = conv_impl if conv_impl != "auto" else ("gemm" if device.type == "cuda" else "conv")
-    n, c, _, _ = x_idx.shape
-    o = w_idx.shape[0]
-    g = geom.groups
-    cg, og = c // g, o // g
-    kh, kw = geom.kernel
-    ph, pw = geom.padding
-    red = cg * kh * kw
+    plan, wg, bias = _conv_setup(x_idx.shape, w_idx, table, geom)
     out_hw = geom.output_size(x_idx.shape[-2:])
-    plan = _plan_or_raise(table, cg, kh * kw)
-    factors = plan.factors
-    wg = w_idx.to(torch.int32).view(g, og, cg, kh, kw)
-    bias = torch.full((o,), factors.const * red, dtype=torch.int64, device=device)
-    if factors.col.any():
-        col = torch.from_numpy(factors.col).to(device)
-        bias += _lookup(col, wg).view(o, -1).sum(dim=1)
     passes = _cpu_passes(table) if device.type == "cpu" else None
     if fused is None:
         fused = passes is not None
@@ -239,9 +228,45 @@ def conv2d(
         out = _conv_fused(x_idx, wg, plan, geom, int(pad_index), bias, out_hw, impl, passes)
     else:
         out = _conv_torch(x_idx, wg, plan, geom, int(pad_index), bias, out_hw, impl)
-    if factors.denominator != 1:
-        out = torch.div(out, factors.denominator, rounding_mode="floor")
+    if plan.factors.denominator != 1:
+        out = torch.div(out, plan.factors.denominator, rounding_mode="floor")
     return out
+
+
+def _conv_setup(x_shape, w_idx: torch.Tensor, table: torch.Tensor, geom: ConvGeometry):
+    """The plan for this reduction, the weights as (groups, out, in, kh, kw) int32 and the
+    per-output constant K * const + sum_k col[w_k] (D-scaled)."""
+    c = x_shape[1]
+    o, cg, kh, kw = w_idx.shape
+    g = geom.groups
+    plan = _plan_or_raise(table, cg, kh * kw)
+    factors = plan.factors
+    wg = w_idx.to(torch.int32).view(g, o // g, cg, kh, kw)
+    bias = torch.full((o,), factors.const * cg * kh * kw, dtype=torch.int64, device=w_idx.device)
+    if factors.col.any():
+        col = torch.from_numpy(factors.col).to(w_idx.device)
+        bias += _lookup(col, wg).view(o, -1).sum(dim=1)
+    assert c == cg * g
+    return plan, wg, bias
+
+
+def fuses(device: torch.device) -> bool:
+    """Whether `conv2d_float` runs fused here (CPU with the native library)."""
+    return device.type == "cpu" and native.available()
+
+
+def conv2d_float(x, act, w_idx, table, geom: ConvGeometry, zero, scale, acc_bits=None):
+    """A table convolution layer's float chain (see `dispatch.lut_conv2d_float`), fused on CPU:
+    quantize to indices, one float32 conv per chunk of atoms, and one output pass that applies
+    the decomposition's constants, the zero points, saturation and the scale."""
+    codes = native.quantize(x, act)
+    plan, wg, bias = _conv_setup(codes.shape, w_idx, table, geom)
+    out_hw = geom.output_size(codes.shape[-2:])
+    layer = _LayerOut(zero, table.shape, weight_code_sums(w_idx, table.shape[1], zero), scale,
+                      acc_bits)  # fmt: skip
+    pad = affine_pad_index(zero, table.shape[0])
+    return _conv_fused(codes, wg, plan, geom, pad, bias, out_hw, "conv", native.LowrankPasses(),
+                       layer)  # fmt: skip
 
 
 def _weights(lut_v: torch.Tensor, wg: torch.Tensor, chunk: Chunk) -> torch.Tensor:
@@ -260,29 +285,70 @@ def _cpu_passes(table: torch.Tensor):
     return gather_cpu.kernels() if gather_cpu.available() else None
 
 
-def _conv_fused(x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl, kern) -> torch.Tensor:
-    """CPU path: compiled passes look up and pad operands and finish outputs in single passes."""
+@dataclass(frozen=True)
+class _LayerOut:
+    """What the fused float path applies after the table sums (see `conv2d_float`)."""
+
+    zero: object  # ZeroPoints
+    table_shape: tuple[int, int]
+    w_sums: torch.Tensor
+    scale: torch.Tensor
+    acc_bits: int | None
+
+
+def _map_sums(kern, xn, values: np.ndarray, geom, pad_index, groups, out_hw) -> np.ndarray:
+    """Box sums over each receptive field of values[index], summed over a group's channels."""
+    n, _, h, w = xn.shape
+    (ph, pw) = geom.padding
+    sums = np.empty((n, groups, h + 2 * ph, w + 2 * pw), np.int64)
+    kern.row_sums(xn, values, ph, pw, pad_index, groups, sums)
+    return _box_sum(torch.from_numpy(sums), geom, out_hw).numpy()
+
+
+def _conv_fused(
+    x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl, kern, layer: _LayerOut | None = None
+) -> torch.Tensor:
+    """CPU path: compiled passes look up and pad operands and finish outputs in single passes;
+    with `layer` (native passes), the last chunk writes the layer's float32 outputs."""
     factors = plan.factors
     xn = x_idx.contiguous().numpy()
-    n, c, h, w = xn.shape
+    n = xn.shape[0]
     g, og = wg.shape[0], wg.shape[1]
-    (ph, pw), (hp, wp) = geom.padding, (h + 2 * geom.padding[0], w + 2 * geom.padding[1])
+    ph, pw = geom.padding
+    hp, wp = xn.shape[2] + 2 * ph, xn.shape[3] + 2 * pw
     rowmap = np.zeros((0, 0, 0, 0), np.int64)
     if factors.row.any():
-        sums = np.empty((n, g, hp, wp), np.int64)
-        kern.row_sums(xn, factors.row, ph, pw, pad_index, g, sums)
-        rowmap = _box_sum(torch.from_numpy(sums), geom, out_hw).numpy()
+        rowmap = _map_sums(kern, xn, factors.row, geom, pad_index, g, out_hw)
     out = np.empty((n, g * og, *out_hw), np.int64)
     bias_np = bias.numpy()
-    for i, chunk in enumerate(plan.chunks):
-        lut_u, lut_v = _luts(factors, chunk.atoms, torch.device("cpu"))
-        xf = np.empty((n, g * len(chunk.atoms) * (chunk.c1 - chunk.c0), hp, wp), np.float32)
-        kern.lookup_pad(xn, lut_u.numpy(), ph, pw, pad_index, g, chunk.c0, chunk.c1, xf)
-        res = _float_conv(torch.from_numpy(xf), _weights(lut_v, wg, chunk), geom, out_hw, impl)
-        kern.finish(res.contiguous().numpy(), chunk.scale, bias_np, rowmap, og, out, i == 0)
-    if not plan.chunks:
-        kern.finish(np.zeros(out.shape, np.float32), 0, bias_np, rowmap, og, out, True)
+    chunks = plan.chunks or [Chunk((), 0, 0, 0)]
+    for i, chunk in enumerate(chunks):
+        if chunk.atoms:
+            lut_u, lut_v = _luts(factors, chunk.atoms, torch.device("cpu"))
+            xf = np.empty((n, g * len(chunk.atoms) * (chunk.c1 - chunk.c0), hp, wp), np.float32)
+            kern.lookup_pad(xn, lut_u.numpy(), ph, pw, pad_index, g, chunk.c0, chunk.c1, xf)
+            res = _float_conv(torch.from_numpy(xf), _weights(lut_v, wg, chunk), geom, out_hw, impl)
+            res = res.contiguous().numpy()
+        else:
+            res = np.zeros(out.shape, np.float32)
+        if layer is not None and i == len(chunks) - 1:
+            return _layer_out(kern, res, chunk.scale, out if i else None, bias_np, rowmap, xn,
+                              plan, geom, pad_index, og, out_hw, layer)  # fmt: skip
+        kern.finish(res, chunk.scale, bias_np, rowmap, og, out, i == 0)
     return torch.from_numpy(out)
+
+
+def _layer_out(kern, res, scale, earlier, bias, rowmap, xn, plan, geom, pad, og, out_hw, layer):
+    zero = layer.zero
+    rows, cols = layer.table_shape
+    sxmap = None
+    if bool(zero.w.any()):
+        centred = code_of(torch.arange(rows), rows, zero.a_signed).numpy() - zero.x
+        sxmap = _map_sums(kern, xn, centred, geom, pad, geom.groups, out_hw)
+    return kern.layer_out(
+        res, scale, earlier, bias, rowmap, plan.factors.denominator, zero.w, sxmap,
+        zero.x * layer.w_sums, layer.scale, layer.acc_bits, og,
+    )  # fmt: skip
 
 
 def _conv_torch(x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl) -> torch.Tensor:

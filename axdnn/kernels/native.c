@@ -704,9 +704,16 @@ typedef struct {
     void *out;
     const float *res; /* finish: (N, O, HW) float32 convolution results */
     int O, og;
-    int64_t HW, scale;
+    int64_t HW, chunk_scale;
     const int64_t *bias, *rowmap; /* (O), (N, G, HW) or NULL */
     int first;
+    /* layer outputs (axn_lowrank_out) */
+    const int64_t *acc;   /* (N, O, HW) sums of the earlier chunks, or NULL */
+    int64_t denominator;  /* the decomposition's D: sums are D times the table sums */
+    const int64_t *zw, *zsw, *sxmap; /* zw[o], zx * sum_k w_k[o], (N, G, HW) sums of x - zx */
+    const float *out_scale; /* per output channel */
+    int saturate;
+    int64_t lo, hi;
 } lowrank_args;
 
 /* out[n, (g*na + r)*cc + c, y, x] = luts[r, xpad[n, g*cg + c0 + c, y, x]], border pad_index */
@@ -764,12 +771,43 @@ static void finish_chunk_task(void *ctx, int64_t task, int worker) {
     const float *res = a->res + task * a->HW;
     int64_t *out = (int64_t *)a->out + task * a->HW;
     if (!a->first) {
-        for (int64_t i = 0; i < a->HW; i++) out[i] += (int64_t)res[i] * a->scale;
+        for (int64_t i = 0; i < a->HW; i++) out[i] += (int64_t)res[i] * a->chunk_scale;
         return;
     }
     const int64_t *rm = a->rowmap ? a->rowmap + (n * (a->O / a->og) + o / a->og) * a->HW : NULL;
     for (int64_t i = 0; i < a->HW; i++)
-        out[i] = (int64_t)res[i] * a->scale + a->bias[o] + (rm ? rm[i] : 0);
+        out[i] = (int64_t)res[i] * a->chunk_scale + a->bias[o] + (rm ? rm[i] : 0);
+}
+
+/* A layer's float outputs from the last chunk: acc = ((earlier) + res * scale (+ bias + rowmap
+ * when it is the only chunk)) / D - zw[o] * sx - zx * sw[o], saturated, float32(acc) * scale[o]. */
+static void lowrank_out_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const lowrank_args *a = (const lowrank_args *)ctx;
+    const int64_t n = task / a->O;
+    const int o = (int)(task % a->O), g = o / a->og, groups = a->O / a->og;
+    const float *res = a->res + task * a->HW;
+    const int64_t *prev = a->acc ? a->acc + task * a->HW : NULL;
+    const int64_t *rm = a->first && a->rowmap ? a->rowmap + (n * groups + g) * a->HW : NULL;
+    const int64_t *sx = a->zw ? a->sxmap + (n * groups + g) * a->HW : NULL;
+    const int64_t bias = a->first ? a->bias[o] : 0, zw = a->zw ? a->zw[o] : 0;
+    const int64_t zsw = a->zsw ? a->zsw[o] : 0;
+    const float sc = a->out_scale[o];
+    float *out = (float *)a->out + task * a->HW;
+    for (int64_t i = 0; i < a->HW; i++) {
+        int64_t v = (int64_t)res[i] * a->chunk_scale + bias + (prev ? prev[i] : 0) + (rm ? rm[i] : 0);
+        if (a->denominator != 1) { /* floor division of an exact multiple */
+            const int64_t q = v / a->denominator;
+            v = q - (q * a->denominator != v && v < 0);
+        }
+        v -= (sx ? zw * sx[i] : 0) + zsw;
+        if (a->saturate) v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
+        out[i] = (float)v * sc;
+    }
+}
+
+void axn_lowrank_out(lowrank_args *a, int nthreads) {
+    parallel(lowrank_out_task, a, a->N * a->O, nthreads);
 }
 
 void axn_lut_pad(lowrank_args *a, int nthreads) {

@@ -66,8 +66,10 @@ class _Lowrank(ctypes.Structure):
         ("x", _P), ("N", _I64), ("C", _INT), ("H", _INT), ("W", _INT), ("ph", _INT),
         ("pw", _INT), ("pad_index", _INT), ("G", _INT), ("luts", _P), ("na", _INT),
         ("lut_len", _INT), ("c0", _INT), ("c1", _INT), ("row", _P), ("out", _P), ("res", _P),
-        ("O", _INT), ("og", _INT), ("HW", _I64), ("scale", _I64), ("bias", _P),
-        ("rowmap", _P), ("first", _INT),
+        ("O", _INT), ("og", _INT), ("HW", _I64), ("chunk_scale", _I64), ("bias", _P),
+        ("rowmap", _P), ("first", _INT), ("acc", _P), ("denominator", _I64), ("zw", _P),
+        ("zsw", _P), ("sxmap", _P), ("out_scale", _P), ("saturate", _INT), ("lo", _I64),
+        ("hi", _I64),
     ]  # fmt: skip
 
 
@@ -154,7 +156,7 @@ def _library() -> ctypes.CDLL | None:
     lib.axn_tile_pixels.restype = _INT
     lib.axn_tile_pixels.argtypes = [_INT]
     lib.axn_has_column_kernel.restype = _INT
-    for name in ("axn_lut_pad", "axn_row_sums", "axn_finish_chunk"):
+    for name in ("axn_lut_pad", "axn_row_sums", "axn_finish_chunk", "axn_lowrank_out"):
         getattr(lib, name).argtypes = [ctypes.POINTER(_Lowrank), _INT]
     return lib
 
@@ -167,6 +169,12 @@ def available() -> bool:
 def supports(table: torch.Tensor, device: torch.device) -> bool:
     """CPU tensors and tables of at most 256 rows, with a working compiler."""
     return device.type == "cpu" and table.shape[0] <= MAX_ROWS and available()
+
+
+def quantize(x: torch.Tensor, act: ActQuant) -> torch.Tensor:
+    """Table indices of quantized x (uint8, same shape; N, C, H, W), in one compiled pass."""
+    xf = x.detach().to("cpu", torch.float32).contiguous()
+    return _prepare(xf, (0, 0), 1, 1 << act.bits, act, 0, None, False)[0]
 
 
 def lanes() -> int:
@@ -540,8 +548,49 @@ class LowrankPasses:
         rowmap = np.ascontiguousarray(rowmap, dtype=np.int64) if rowmap.size else None
         n, o = res.shape[:2]
         args = _Lowrank(
-            res=res.ctypes.data, N=n, O=o, og=og, HW=res[0, 0].size, scale=int(scale),
+            res=res.ctypes.data, N=n, O=o, og=og, HW=res[0, 0].size, chunk_scale=int(scale),
             bias=bias.ctypes.data, rowmap=None if rowmap is None else rowmap.ctypes.data,
             out=out.ctypes.data, first=int(first),
         )  # fmt: skip
         _lib().axn_finish_chunk(ctypes.byref(args), _threads())
+
+    def layer_out(
+        self,
+        res,
+        scale,
+        earlier,
+        bias,
+        rowmap,
+        denominator,
+        zw,
+        sxmap,
+        zsw,
+        out_scale,
+        acc_bits,
+        og,
+    ) -> torch.Tensor:
+        """float32 layer outputs from the last chunk's convolution `res`: see
+        axn_lowrank_out in native.c (`earlier`: int64 sums of the chunks before, or None)."""
+        res = np.ascontiguousarray(res, dtype=np.float32)
+        n, o = res.shape[:2]
+        keep = [np.ascontiguousarray(bias, dtype=np.int64)]
+        zw_np = zsw_np = None
+        if sxmap is not None:
+            zw_np = np.ascontiguousarray(zw.cpu().numpy(), dtype=np.int64)
+            sxmap = np.ascontiguousarray(sxmap, dtype=np.int64)
+        zsw_np = np.ascontiguousarray(zsw.cpu().numpy(), dtype=np.int64)
+        scale32 = np.ascontiguousarray(out_scale.detach().cpu().numpy(), dtype=np.float32)
+        rowmap = np.ascontiguousarray(rowmap, dtype=np.int64) if rowmap.size else None
+        out = torch.empty(res.shape, dtype=torch.float32)
+        bound = 1 << (acc_bits - 1) if acc_bits is not None else 0
+        args = _Lowrank(
+            res=res.ctypes.data, N=n, O=o, og=og, HW=res[0, 0].size, chunk_scale=int(scale),
+            bias=keep[0].ctypes.data, rowmap=None if rowmap is None else rowmap.ctypes.data,
+            first=int(earlier is None), acc=None if earlier is None else earlier.ctypes.data,
+            denominator=int(denominator), zw=None if zw_np is None else zw_np.ctypes.data,
+            zsw=zsw_np.ctypes.data, sxmap=None if sxmap is None else sxmap.ctypes.data,
+            out_scale=scale32.ctypes.data, saturate=int(acc_bits is not None), lo=-bound,
+            hi=bound - 1, out=out.data_ptr(),
+        )  # fmt: skip
+        _lib().axn_lowrank_out(ctypes.byref(args), _threads())
+        return out

@@ -225,3 +225,42 @@ def test_zero_point_arguments_are_checked():
         lut_conv2d_float(
             x.float(), act, w, table, geom, ZeroPoints(0, torch.zeros(3).long()), torch.ones(3)
         )
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_lowrank_fused_float_chain_matches_reference(data):
+    """The low-rank backend's fused layer path (quantize, one float32 conv per chunk of atoms,
+    one output pass): decompositions with offsets, denominators and several chunks."""
+    from kernels_tables import column_truncation, drum, random_low_rank
+
+    table = data.draw(
+        st.sampled_from(
+            [
+                exact(8, 8),
+                drum(4),
+                column_truncation(6),
+                random_low_rank(8, 8, 2, 3),
+                exact(6, 6, True),
+            ]
+        )
+    )
+    bits = table.shape[0].bit_length() - 1
+    signed = bool(table.min() < 0)
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 10**6)))
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    scale = torch.tensor(data.draw(st.floats(0.01, 1.0)), dtype=torch.float32)
+    act = ActQuant(scale, data.draw(st.integers(lo, hi)), lo, hi, bits)
+    channels = data.draw(st.sampled_from([3, 40]))  # 40 x 9 products: several float32 calls
+    groups = data.draw(st.sampled_from([1, 2])) if channels % 2 == 0 else 1
+    geom = ConvGeometry.of(3, stride=data.draw(st.integers(1, 2)), padding=1, groups=groups)
+    x = _activations(gen, (2, channels, 6, 5), scale)
+    o = 4 * groups
+    w = torch.randint(0, table.shape[1], (o, channels // groups, 3, 3), generator=gen)
+    zw = torch.randint(-3 if signed else 0, 4, (o,), generator=gen)
+    zero = ZeroPoints(act.zero, zw, signed, signed)
+    out_scale = torch.rand(o, generator=gen)
+    acc_bits = data.draw(st.sampled_from([None, 16]))
+    want = reference_float(x, act, w, table, geom, zero, out_scale, acc_bits)
+    got = lut_conv2d_float(x, act, w, table, geom, zero, out_scale, acc_bits, "lowrank")
+    assert torch.equal(got, want)
