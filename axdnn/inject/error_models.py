@@ -49,6 +49,8 @@ class Draws:
 
     With a `cache` (the block's StreamCache) and the rows' `positions` in the block, uniform
     streams are sliced from the cache instead of hashed again; the numbers are the same.
+    `inputs` holds the faulty rows of the module's input, for models that condition on it
+    (`ErrorModel.needs_input`, output sites only).
     """
 
     def __init__(
@@ -58,12 +60,14 @@ class Draws:
         region: torch.Tensor | None = None,
         cache: StreamCache | None = None,
         positions: np.ndarray | None = None,
+        inputs: torch.Tensor | None = None,
     ) -> None:
         self.seed = seed
         self.trials = np.asarray(trials, dtype=np.int64)
         self.region = region
         self.cache = cache
         self.positions = positions
+        self.inputs = inputs
         self._stats: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -134,6 +138,11 @@ class ErrorModel(ABC):
 
     def needs_region(self) -> bool:
         """Whether `corrupt` reads statistics of the site region."""
+        return False
+
+    def needs_input(self) -> bool:
+        """Whether `corrupt` reads the input of the module whose output it corrupts
+        (`Draws.inputs`); such models can only sit at a module's output."""
         return False
 
     def replacement(self, draws: Draws) -> torch.Tensor | None:

@@ -46,8 +46,10 @@ class SiteFaults:
     index: torch.Tensor | None = None
     values: torch.Tensor | None = None
 
-    def draws(self, seed: int, area: torch.Tensor | None) -> Draws:
-        return Draws(seed, self.trials, area, self.cache, self.positions)
+    def draws(
+        self, seed: int, area: torch.Tensor | None, inputs: torch.Tensor | None = None
+    ) -> Draws:
+        return Draws(seed, self.trials, area, self.cache, self.positions, inputs)
 
 
 @dataclass
@@ -122,9 +124,11 @@ def corrupt_rows(
     seed: int,
     offset: int,
     size: int,
+    inputs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Apply `model` to the given rows of a batch tensor (in place on a contiguous tensor, which
-    is returned); also returns the original and corrupted values in element scope."""
+    is returned); also returns the original and corrupted values in element scope. `inputs` is
+    the batch's module input, passed (its faulty rows) to models that condition on it."""
     t = tensor if tensor.is_contiguous() else tensor.contiguous()
     if scope == "element":
         flat = t.view(-1)
@@ -143,9 +147,13 @@ def corrupt_rows(
         return t, values, new
     flat = t.view(t.shape[0], -1)
     area = flat[faults.rows, offset : offset + size]
-    flat[faults.rows, offset : offset + size] = model.corrupt(area, faults.draws(seed, area)).to(
-        flat.dtype
-    )
+    rows_in = None
+    if model.needs_input():
+        if inputs is None:
+            raise InjectionError(f"error model {model.spec!r} needs the module's input")
+        rows_in = inputs[faults.rows]
+    draws = faults.draws(seed, area, rows_in)
+    flat[faults.rows, offset : offset + size] = model.corrupt(area, draws).to(flat.dtype)
     return t, None, None
 
 
@@ -218,6 +226,12 @@ class Injector:
                 raise InjectionError(f"unknown scope {sc!r}; expected one of {SCOPES}")
         if any(s.kind == "weight" for s in self.sites):
             raise InjectionError("Injector handles activation sites; use weight_fault for weights")
+        for site, m in zip(self.sites, models, strict=True):
+            if m.needs_input() and (site.kind != "output" or site.functional):
+                raise InjectionError(
+                    f"error model {m.spec!r} reads the input of the module it corrupts; put it "
+                    f"at a module's output, not at {str(site)!r}"
+                )
         self.regions = [
             region(shape, s.channel) for shape, s in zip(shapes, self.sites, strict=True)
         ]
@@ -250,7 +264,14 @@ class Injector:
             tensor = tensor.clone()
         offset, size = self.regions[index]
         out, original, corrupted = corrupt_rows(
-            tensor, faults, self.models[index], self.scopes[index], self.seed, offset, size
+            tensor,
+            faults,
+            self.models[index],
+            self.scopes[index],
+            self.seed,
+            offset,
+            size,
+            args[0] if args else None,
         )
         if original is not None:
             plan.original[index] = original
@@ -288,6 +309,7 @@ class Injector:
             self.seed,
             offset,
             size,
+            args[0] if args else None,
         )
         if original is not None:
             block.original[a:b] = original
