@@ -159,7 +159,7 @@ def main() -> None:
     print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} batch={BATCH}")
     rows = [
         measure("digits_cnn", 1, 10, 8, args.cycles),
-        measure("resnet20", 3, 10, 32, max(1, args.cycles // 4)),
+        measure("resnet20", 3, 10, 32, max(2, args.cycles // 2)),
     ]
     print(
         f"{'model':<12}{'clean ms':>10}{'axdnn ms':>10}{'ratio':>8}{'+db ms':>9}{'ratio':>8}"

@@ -176,19 +176,25 @@ def corrupt_rows(
     return t, None, None
 
 
+# modules whose forward always returns a new tensor (never a view of an input or a buffer)
+FRESH_OUTPUT = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
 class _ForwardWrap:
     """Wraps a module's forward through an instance attribute (cheaper than a forward hook,
     which sends every call down nn.Module's slow path) so that its output goes through
-    `after(index, output, args)`; `remove()` restores it."""
+    `after(index, output, args, clone)`; `remove()` restores it. `clone` is False for the
+    exact FRESH_OUTPUT types (nothing to protect), else None (clone if it may alias)."""
 
     def __init__(self, module: nn.Module, after, index: int) -> None:
         self.module = module
         self.had_own = "forward" in module.__dict__
         self.original = module.forward
         original = self.original
+        clone = False if type(module) in FRESH_OUTPUT and not self.had_own else None
 
         def forward(*args, **kwargs):
-            return after(index, original(*args, **kwargs), args)
+            return after(index, original(*args, **kwargs), args, clone)
 
         module.forward = forward
 
