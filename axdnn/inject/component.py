@@ -44,14 +44,14 @@ never the product table's entries for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from axdnn.errors import InjectionError
-from axdnn.inject.error_models import ComponentNoise, Draws, ErrorModel
+from axdnn.inject.error_models import ComponentNoise, Draws
 from axdnn.nn import ApproxConv2d, ApproxLinear
 from axdnn.nn.quant import QuantScheme, code_index, quantize_codes
 from axdnn.runtime import eval_mode
@@ -327,14 +327,13 @@ def class_moments(
     return mu, var
 
 
-@dataclass(frozen=True, eq=False)
-class ConditionalComponentNoise(ErrorModel):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ConditionalComponentNoise(ComponentNoise):
     """Component noise whose per-output mean and std depend on the classes of the sample's own
-    input activations (see the module docstring); it reads the layer's input, so it sits at the
+    input activations (see the module docstring); `mean` and `std` keep the unconditional
+    figures (over all calibration samples). It reads the layer's input, so it sits at the
     layer's output (scope `all`)."""
 
-    kind: ClassVar[str] = "component"
-    default_scope: ClassVar[str] = "all"
     classes: torch.Tensor = field(repr=False)
     moments: torch.Tensor = field(repr=False)  # (2*O, C/g*K[, kh, kw]): means, then variances
     scale: torch.Tensor = field(repr=False)  # (O,) s_x * s_w
@@ -343,7 +342,6 @@ class ConditionalComponentNoise(ErrorModel):
     scheme: QuantScheme = field(default_factory=QuantScheme)
     conv: dict[str, Any] | None = None  # stride/padding/dilation/groups; None for linear
     pad_mean: torch.Tensor | None = field(default=None, repr=False)  # (O, H', W')
-    label: str = ""
 
     def needs_input(self) -> bool:
         return True
@@ -382,18 +380,8 @@ class ConditionalComponentNoise(ErrorModel):
         z = draws.normal(m, 3).to(values.device)
         return values + (mean + std * z).to(values.dtype)
 
-    @property
-    def spec(self) -> str:
-        return f"component:{self.label}"
-
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "spec": self.spec,
-            "label": self.label,
-            "conditional": True,
-            "classes": int(self.classes.max()) + 1,
-        }
+        return {**super().to_dict(), "conditional": True, "classes": int(self.classes.max()) + 1}
 
 
 def conditional_component_noise(
@@ -418,7 +406,7 @@ def conditional_component_noise(
             f"input channel, got shape {tuple(hist.shape)} (use activation_histograms(..., "
             "positional=False))"
         )
-    _, summary = component_noise(layer, input_shape, hist, name)
+    overall, summary = component_noise(layer, input_shape, hist, name)
     err = layer.multiplier.error_table()
     classes = activation_classes(layer.a_scheme, hist, dominant)
     mu, var = class_moments(err, hist, classes)
@@ -449,6 +437,8 @@ def conditional_component_noise(
         pad_mean = pad_err.sum(dim=(1, 2, 3)).reshape(-1, 1, 1) - F.conv2d(ones, pad_err, **conv)[0]
         pad_mean = pad_mean.float()
     noise = ConditionalComponentNoise(
+        mean=overall.mean,
+        std=overall.std,
         classes=classes,
         moments=torch.cat(tables).float(),
         scale=(float(layer.act_scale) * ws).float(),

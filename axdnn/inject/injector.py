@@ -288,19 +288,7 @@ class Injector:
         faults = plan.faults.get(index) if plan is not None else None
         if faults is None or len(faults.rows) == 0:
             return tensor
-        if clone or (clone is None and _may_alias(tensor, args)):
-            tensor = tensor.clone()
-        offset, size = self.regions[index]
-        out, original, corrupted = corrupt_rows(
-            tensor,
-            faults,
-            self.models[index],
-            self.scopes[index],
-            self.seed,
-            offset,
-            size,
-            args[0] if args else None,
-        )
+        out, original, corrupted = self._corrupt(index, tensor, faults, args, clone)
         if original is not None:
             plan.original[index] = original
             plan.corrupted[index] = corrupted
@@ -322,21 +310,19 @@ class Injector:
         a, b = block.bounds[g], block.bounds[g + 1]
         if a == b:
             return tensor
+        faults = block.site_faults(a, b)
+        out, original, corrupted = self._corrupt(index, tensor, faults, args, clone)
+        block.seen[g] = (original, corrupted)
+        return out
+
+    def _corrupt(self, index, tensor, faults, args, clone):
+        """`corrupt_rows` at site `index`, on a clone where asked or where `tensor` may alias."""
         if clone or (clone is None and _may_alias(tensor, args)):
             tensor = tensor.clone()
         offset, size = self.regions[index]
-        out, original, corrupted = corrupt_rows(
-            tensor,
-            block.site_faults(a, b),
-            self.models[index],
-            self.scopes[index],
-            self.seed,
-            offset,
-            size,
-            args[0] if args else None,
-        )
-        block.seen[g] = (original, corrupted)
-        return out
+        model, scope = self.models[index], self.scopes[index]
+        inputs = args[0] if args else None
+        return corrupt_rows(tensor, faults, model, scope, self.seed, offset, size, inputs)
 
     def _hooks(self, index: int, site: Site, module: nn.Module):
         if site.kind == "input":
