@@ -2,10 +2,13 @@
 predicted accuracy within a budget, verified by real table simulation (ReD-CaNe, Mrazek et al.,
 DATE 2020: model approximate components as noise, choose per operation).
 
-Prediction: Gaussian noise with each output's mean and std from `axdnn.inject.component_noise`
-is injected at the outputs of the float model's layers (no table lookups), averaged over a few
-seeded repeats. Verification: `axdnn.nn.approximate` with the chosen per-layer plan, which
-simulates every product through the multiplier's table, bit-exactly.
+Prediction: Gaussian noise with each output's mean and std from the component model is injected
+at the outputs of the float model's layers (no table lookups), averaged over a few seeded
+repeats. By default the conditional model (`axdnn.inject.conditional_component_noise`: moments
+per class of the sample's own activation codes); `conditional=False` gives the unconditional one
+(`axdnn.inject.component_noise`, moments per input channel and pixel over all samples).
+Verification: `axdnn.nn.approximate` with the chosen per-layer plan, which simulates every
+product through the multiplier's table, bit-exactly.
 
 Cost of a multiplier ("cheapest"): its published power (`Multiplier.power_mw`) when every
 candidate has one; otherwise, or when `costs` is given, a proxy. The default proxy is
@@ -27,7 +30,13 @@ from torch import nn
 from axdnn.analysis.accuracy import tensor_accuracy
 from axdnn.arith import get_multiplier
 from axdnn.errors import InjectionError
-from axdnn.inject import Site, activation_histograms, component_noise, wilson_interval
+from axdnn.inject import (
+    Site,
+    activation_histograms,
+    component_noise,
+    conditional_component_noise,
+    wilson_interval,
+)
 from axdnn.inject.error_models import Clamp
 from axdnn.inject.injector import predict_with_faults
 from axdnn.nn import ApproxConv2d, ApproxLinear, LayerSpec, Plan, approximate
@@ -84,7 +93,7 @@ class NoiseLibrary:
         specs: Sequence[str],
         calibration: torch.Tensor,
         seed: int = 0,
-        positional: bool = True,
+        conditional: bool = True,
     ) -> None:
         self.model = model
         self.noise: dict[tuple[str, str], object] = {}
@@ -95,10 +104,11 @@ class NoiseLibrary:
             approx = approximate(model, Plan.uniform(spec), calibration, seed=seed)
             layers = _approx_layers(approx)
             self.layers = list(layers)
-            hists = activation_histograms(model, approx, calibration, positional=positional)
+            hists = activation_histograms(model, approx, calibration, positional=not conditional)
             shapes = layer_inputs_shapes(model, list(layers), calibration[:1])
+            build = conditional_component_noise if conditional else component_noise
             for name, layer in layers.items():
-                noise, summary = component_noise(layer, shapes[name], hists[name], name)
+                noise, summary = build(layer, shapes[name], hists[name], name)
                 self.noise[(name, spec)] = noise
                 self.summaries[(name, spec)] = summary.to_dict()
                 self.ranges[(name, spec)] = _input_range(layer)
@@ -156,13 +166,14 @@ def component_model_check(
     labels: torch.Tensor,
     repeats: int = 3,
     seed: int = 0,
+    conditional: bool = True,
 ) -> list[dict]:
     """For each multiplier on every layer: accuracy predicted by the noise model vs real table
     simulation (and the float accuracy for reference)."""
     float_acc = tensor_accuracy(model, inputs, labels)
     rows = []
     for spec in specs:
-        library = NoiseLibrary(model, [spec], calibration, seed)
+        library = NoiseLibrary(model, [spec], calibration, seed, conditional)
         pred, low, high = library.predict(
             {n: spec for n in library.layers}, inputs, labels, repeats, seed
         )
@@ -170,6 +181,7 @@ def component_model_check(
         rows.append(
             {
                 "multiplier": spec,
+                "model": "conditional" if conditional else "unconditional",
                 "float_accuracy": float_acc,
                 "predicted_accuracy": pred,
                 "predicted_low": low,

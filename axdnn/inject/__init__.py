@@ -12,8 +12,12 @@ from axdnn.inject.campaign import (
 )
 from axdnn.inject.component import (
     ComponentSummary,
+    ConditionalComponentNoise,
+    activation_classes,
     activation_histograms,
+    class_moments,
     component_noise,
+    conditional_component_noise,
     product_moments,
 )
 from axdnn.inject.error_models import (
@@ -50,6 +54,7 @@ __all__ = [
     "CampaignStore",
     "ComponentNoise",
     "ComponentSummary",
+    "ConditionalComponentNoise",
     "Draws",
     "ErrorModel",
     "FaultPlan",
@@ -63,9 +68,12 @@ __all__ = [
     "StuckAt",
     "UniformNoise",
     "ValueReplace",
+    "activation_classes",
     "activation_histograms",
     "campaign_result",
+    "class_moments",
     "component_noise",
+    "conditional_component_noise",
     "golden_predictions",
     "layer_sites",
     "leveugle_sample_size",

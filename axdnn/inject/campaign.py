@@ -29,9 +29,15 @@ from tqdm.auto import tqdm
 
 from axdnn.errors import InjectionError
 from axdnn.inject.bits import format_width
-from axdnn.inject.error_models import Draws, ErrorModel, StreamCache, parse_error_model
+from axdnn.inject.error_models import (
+    MODEL_STREAM,
+    Draws,
+    ErrorModel,
+    StreamCache,
+    parse_error_model,
+)
 from axdnn.inject.injector import BlockFaults, Injector, state_hash, weight_fault
-from axdnn.inject.rng import trial_index, trial_uniform
+from axdnn.inject.rng import trial_uniform, trial_uniforms
 from axdnn.inject.sites import Site, layer_sites, parse_site, region, site_shapes
 from axdnn.inject.stats import (
     leveugle_sample_size,
@@ -43,6 +49,8 @@ from axdnn.inject.store import CampaignStore, owner_id
 from axdnn.runtime import eval_mode
 
 SITE_STREAM, ELEMENT_STREAM = 0, 1
+DRAW_STREAMS = (SITE_STREAM, ELEMENT_STREAM, MODEL_STREAM)  # what an element-scope trial draws
+DRAW_CHUNK = 4096  # trials laid out per vectorised pass
 WEIGHTINGS = ("elements", "uniform")
 HUGE_POPULATION = 10**12
 
@@ -98,11 +106,20 @@ class CampaignPlan:
     numel: np.ndarray
 
     def site_of(self, seed: int, trials: np.ndarray) -> np.ndarray:
-        u = trial_uniform(seed, trials, SITE_STREAM) * self.cumulative[-1]
-        return np.minimum(np.searchsorted(self.cumulative, u, side="right"), len(self.sites) - 1)
+        return self.site_from(trial_uniform(seed, trials, SITE_STREAM))
 
     def element_of(self, seed: int, trials: np.ndarray, sites: np.ndarray) -> np.ndarray:
-        return trial_index(seed, trials, ELEMENT_STREAM, self.sizes[sites])
+        return self.element_from(trial_uniform(seed, trials, ELEMENT_STREAM), sites)
+
+    def site_from(self, u: np.ndarray) -> np.ndarray:
+        """Site index of each trial from its uniform draw of SITE_STREAM."""
+        pick = np.searchsorted(self.cumulative, u * self.cumulative[-1], side="right")
+        return np.minimum(pick, len(self.sites) - 1)
+
+    def element_from(self, u: np.ndarray, sites: np.ndarray) -> np.ndarray:
+        """Element of each trial's site region from its uniform draw of ELEMENT_STREAM."""
+        sizes = self.sizes[sites]
+        return np.minimum((u * sizes).astype(np.int64), sizes - 1)
 
 
 def plan_campaign(model: nn.Module, inputs: torch.Tensor, config: CampaignConfig) -> CampaignPlan:
@@ -198,8 +215,9 @@ def golden_predictions(
     return torch.cat(preds)
 
 
-class _Runner:
-    """Runs the trials of one block against a model (activation or weight sites)."""
+class BlockRunner:
+    """Runs the trials of one block against a model (activation or weight sites); what
+    `run_campaign` does per claimed block, without the storage."""
 
     def __init__(self, model, inputs, labels, golden, plan, config, error_model, injector):
         self.model, self.inputs, self.labels, self.golden = model, inputs, labels, golden
@@ -209,65 +227,114 @@ class _Runner:
             error_model,
             injector,
         )
+        labels, golden = labels.cpu().long(), golden.cpu().long()
+        # per sample: label, fault-free top-1, fault-free correct (gathered for many blocks)
+        self.truth = torch.stack([labels, golden, (labels == golden).long()])
         self.scope = config.scope or error_model.default_scope
         self.seed = config.seed
         self.sites = [str(s) for s in plan.sites]
+        self._prepared: dict[tuple[int, int], tuple] = {}
 
     def block(self, start: int, stop: int) -> list[dict[str, Any]]:
         if self.plan.weights_only:
             return [self._weight_trial(t) for t in range(start, stop)]
-        return self.activation_block(np.arange(start, stop)).rows()
+        return self.activation_block(start, stop).rows()
 
-    def activation_block(self, ids: np.ndarray) -> _BlockOutcome:
-        """Run a block of activation trials, `batch_size` per forward. Every fault of the block
-        is drawn and laid out at once (vectorised, sorted by forward and site); per forward the
-        injector is re-armed with one attribute write and each hook does one gather and one
-        scatter, so the Python cost per forward does not grow with the number of trials."""
-        plan, n, bs, n_sites = self.plan, len(self.inputs), self.config.batch_size, len(self.sites)
-        ids = np.asarray(ids, dtype=np.int64)
-        m, device = len(ids), self.inputs.device
-        samples = plan.perm[ids % n]
-        sites = plan.site_of(self.seed, ids)
-        elements = plan.element_of(self.seed, ids, sites) if self.scope == "element" else None
-        cache = StreamCache(self.seed, ids)
-        n_forwards = -(-m // bs)
-        keys = (np.arange(m) // bs) * n_sites + sites
-        order = np.argsort(keys, kind="stable")
-        bounds = np.zeros(n_forwards * n_sites + 1, dtype=np.int64)
-        np.cumsum(np.bincount(keys, minlength=n_forwards * n_sites), out=bounds[1:])
-        rows = order % bs
-        sorted_sites = sites[order]
-        elem_t = index_t = values_t = None
-        if elements is not None:
-            sorted_elements = elements[order]
-            flat = rows * plan.numel[sorted_sites] + plan.offsets[sorted_sites] + sorted_elements
-            elem_t = torch.from_numpy(sorted_elements).to(device)
-            index_t = torch.from_numpy(flat).to(device)
-            values = self.error_model.replacement(Draws(self.seed, ids[order], None, cache, order))
-            values_t = None if values is None else values.to(device)
-        block = BlockFaults(
-            n_sites,
-            bounds.tolist(),
-            torch.from_numpy(rows).to(device),
-            ids[order],
-            order,
-            cache,
-            elem_t,
-            index_t,
-            values_t,
-        )
-        sample_t = torch.from_numpy(samples).to(device)
+    def activation_block(self, start: int, stop: int) -> _BlockOutcome:
+        """Run activation trials start..stop-1 (a block), `batch_size` per forward, with every
+        fault laid out in advance (`_prepare`); per forward the injector is re-armed with one
+        attribute write and each hook with faults does one gather and one scatter."""
+        block, ids, samples, sites, elements, truth, batches = self._prepare(start, stop)
         preds = []
         try:
-            for forward, first in enumerate(range(0, m, bs)):
+            for forward, batch in enumerate(batches):
                 self.injector.arm_block(block, forward)
-                preds.append(self.model(self.inputs[sample_t[first : first + bs]]).argmax(dim=1))
+                preds.append(self.model(self.inputs[batch]).argmax(dim=1))
         finally:
             self.injector.arm(None)
         out = _BlockOutcome(ids, samples, sites, elements, self.sites, block)
-        out.pred = torch.cat(preds).cpu()
-        out.labels, out.golden = self.labels[samples], self.golden[samples]
+        out.pred, out.truth = torch.cat(preds).cpu(), truth
         return out
+
+    def _prepare(self, start: int, stop: int) -> tuple:
+        """The laid-out faults of block start..stop-1. Blocks are prepared up to DRAW_CHUNK
+        trials at a time (this block and the next ones of the same size within the planned
+        trials, which consecutive claims ask for next), in one vectorised pass; a prepared
+        block is handed out once."""
+        if (start, stop) not in self._prepared:
+            size = stop - start
+            ahead = min(DRAW_CHUNK // size, (self.plan.planned - start) // size)
+            self._prepared = self._prepare_blocks(start, size, max(1, ahead))
+        return self._prepared.pop((start, stop))
+
+    def _prepare_blocks(self, start: int, size: int, count: int) -> dict[tuple[int, int], tuple]:
+        """Lay out `count` consecutive blocks of `size` trials from `start`. Within a block the
+        trials run ordered by site, so each forward reaches only one or two faulty sites (a
+        trial's outcome does not depend on which rows share its batch: eval mode, one fault per
+        row, and the injected tensor keeps its layout)."""
+        plan, bs, n_sites = self.plan, self.config.batch_size, len(self.sites)
+        device, m = self.inputs.device, size * count
+        trial = np.arange(start, start + m)
+        local = np.arange(m) % size  # position within its block
+        row = local % bs  # batch row within its forward
+        if self.scope == "element":  # site, element and the model's first stream in one pass
+            u = trial_uniforms(self.seed, trial, DRAW_STREAMS)
+            sites = plan.site_from(u[0])
+        else:
+            sites = plan.site_of(self.seed, trial)
+        order = np.argsort((np.arange(m) // size) * n_sites + sites, kind="stable")
+        ids, sites = trial[order], sites[order]
+        elements = index = values = None
+        if self.scope == "element":
+            elements = plan.element_from(u[1][order], sites)
+            cache = StreamCache(self.seed, ids, {0: u[2][order]})
+            flat = row * plan.numel[sites] + plan.offsets[sites] + elements
+            index = torch.from_numpy(flat).to(device)
+            values = self.error_model.replacement(Draws(self.seed, ids, None, cache))
+            values = None if values is None else values.to(device)
+        else:
+            cache = StreamCache(self.seed, ids)
+        samples = plan.perm[ids % len(self.inputs)]
+        sample_cpu = torch.from_numpy(samples)
+        truth = self.truth[:, sample_cpu]
+        sample_t = sample_cpu.to(device)
+        per_block = -(-size // bs) * n_sites
+        key = (np.arange(m) // size) * per_block + (local // bs) * n_sites + sites
+        counts = np.bincount(key, minlength=count * per_block)
+        groups: list[dict | None] = [None if values is None else {} for _ in range(count)]
+        if values is not None:  # the group views of every block in one split
+            full = np.flatnonzero(counts)
+            cut = counts[full].tolist()
+            pieces = zip(index.split(cut), values.split(cut), strict=True)
+            for g, pair in zip(full.tolist(), pieces, strict=True):
+                groups[g // per_block][g % per_block] = pair
+        prepared = {}
+        for k in range(count):
+            a, b = k * size, (k + 1) * size
+            cut = slice(a, b)
+            block = BlockFaults(
+                n_sites,
+                counts[k * per_block : (k + 1) * per_block],
+                row[cut],
+                ids[cut],
+                cache,
+                a,
+                None if elements is None else elements[cut],
+                None if index is None else index[cut],
+                None if values is None else values[cut],
+                groups[k],
+                device,
+            )
+            prepared[(start + a, start + b)] = (
+                block,
+                ids[cut],
+                samples[cut],
+                sites[cut],
+                None if elements is None else elements[cut],
+                truth[:, cut],
+                sample_t[cut].split(bs),
+            )
+        return prepared
 
     def _weight_trial(self, t: int) -> dict[str, Any]:
         plan, spt, n = self.plan, self.config.samples_per_trial, len(self.inputs)
@@ -301,7 +368,8 @@ class _Runner:
 
 
 class _BlockOutcome:
-    """Outcomes of a block of activation trials, kept as arrays until they are stored."""
+    """Outcomes of a block of activation trials (in the order they ran, which is the block's
+    sorted order), kept as arrays until they are stored."""
 
     def __init__(self, ids, samples, sites, elements, names, block: BlockFaults) -> None:
         self.ids, self.samples, self.sites, self.elements, self.names = (
@@ -312,25 +380,24 @@ class _BlockOutcome:
             names,
         )
         self.block = block
-        self.pred = self.labels = self.golden = None
+        self.pred: torch.Tensor | None = None  # faulty top-1 per trial
+        self.truth: torch.Tensor | None = None  # label, fault-free top-1, fault-free correct
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
-        """Original and corrupted value per trial (block order; NaN where not observed: scope
-        `all`, or a site the forward never reached)."""
-        block, m = self.block, len(self.ids)
-        original, corrupted = np.full(m, np.nan), np.full(m, np.nan)
-        if self.elements is not None:
-            seen = block.reached_mask()
-            where = block.positions[seen]
-            original[where] = block.original.double().cpu().numpy()[seen]
-            corrupted[where] = block.corrupted.double().cpu().numpy()[seen]
-        return original, corrupted
+        """Original and corrupted value per trial (NaN where not observed: scope `all`, or a
+        site the forward never reached)."""
+        if self.elements is None:
+            return np.full(len(self.ids), np.nan), np.full(len(self.ids), np.nan)
+        return self.block.observed()
+
+    def outcomes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per trial: faulty top-1 correct, top-1 flipped (critical), fault-free top-1 correct."""
+        same = (self.truth[:2] == self.pred).numpy()
+        return same[0], ~same[1], self.truth[2].numpy().astype(bool)
 
     def rows(self) -> list[dict[str, Any]]:
         original, corrupted = self.values()
-        correct = (self.pred == self.labels).numpy()
-        flipped = (self.pred != self.golden).numpy()
-        golden_ok = (self.golden == self.labels).numpy()
+        correct, flipped, golden_ok = self.outcomes()
         return [
             {
                 "trial": int(t),
@@ -391,7 +458,7 @@ def run_campaign(
     bar = tqdm(total=plan.planned, desc=config.name, disable=not progress, leave=False)
     try:
         with torch.no_grad(), injector if injector is not None else _null():
-            runner = _Runner(model, inputs, labels, golden, plan, config, error_model, injector)
+            runner = BlockRunner(model, inputs, labels, golden, plan, config, error_model, injector)
             while (claim := store.claim(config.name, owner, lease_s)) is not None:
                 block, start, stop = claim
                 rows = runner.block(start, stop)

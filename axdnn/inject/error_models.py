@@ -31,12 +31,16 @@ SMALL_REGION = 4096  # regions up to this size draw noise from the counter-based
 
 
 class StreamCache:
-    """Uniform streams of a whole block of trials, computed once and sliced per forward."""
+    """Uniform streams of a whole block of trials, computed once and sliced per forward.
+    `streams` may hold some already drawn (stream -> `trial_uniform(seed, trials, MODEL_STREAM
+    + stream)`), e.g. computed in one pass with the campaign's own streams."""
 
-    def __init__(self, seed: int, trials: np.ndarray) -> None:
+    def __init__(
+        self, seed: int, trials: np.ndarray, streams: dict[int, np.ndarray] | None = None
+    ) -> None:
         self.seed = seed
         self.trials = np.asarray(trials, dtype=np.int64)
-        self.streams: dict[int, np.ndarray] = {}
+        self.streams: dict[int, np.ndarray] = dict(streams or {})
 
     def get(self, stream: int) -> np.ndarray:
         if stream not in self.streams:
@@ -47,8 +51,11 @@ class StreamCache:
 class Draws:
     """Per-trial random draws and region statistics for the faulty rows of one forward.
 
-    With a `cache` (the block's StreamCache) and the rows' `positions` in the block, uniform
-    streams are sliced from the cache instead of hashed again; the numbers are the same.
+    With a `cache` (the block's StreamCache) and the rows' `positions` in the block (None: all
+    of the cache's trials, in its order), uniform streams are sliced from the cache instead of
+    hashed again; the numbers are the same.
+    `inputs` holds the faulty rows of the module's input, for models that condition on it
+    (`ErrorModel.needs_input`, output sites only).
     """
 
     def __init__(
@@ -58,12 +65,14 @@ class Draws:
         region: torch.Tensor | None = None,
         cache: StreamCache | None = None,
         positions: np.ndarray | None = None,
+        inputs: torch.Tensor | None = None,
     ) -> None:
         self.seed = seed
         self.trials = np.asarray(trials, dtype=np.int64)
         self.region = region
         self.cache = cache
         self.positions = positions
+        self.inputs = inputs
         self._stats: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -72,13 +81,15 @@ class Draws:
     def uniform_np(self, stream: int) -> np.ndarray:
         """(n,) float64 uniforms in [0, 1) of one stream, as numpy (cheap for small n)."""
         if self.cache is not None:
-            return self.cache.get(stream)[self.positions]
+            u = self.cache.get(stream)
+            return u if self.positions is None else u[self.positions]
         return trial_uniform(self.seed, self.trials, MODEL_STREAM + stream)
 
     def uniform(self, stream: int, k: int = 1) -> torch.Tensor:
         """(n, k) float64 uniforms in [0, 1), streams `stream .. stream + k - 1`."""
         if self.cache is not None:
-            cols = [self.cache.get(stream + j)[self.positions] for j in range(k)]
+            every = slice(None) if self.positions is None else self.positions
+            cols = [self.cache.get(stream + j)[every] for j in range(k)]
         else:
             cols = [
                 trial_uniform(self.seed, self.trials, MODEL_STREAM + stream + j) for j in range(k)
@@ -134,6 +145,11 @@ class ErrorModel(ABC):
 
     def needs_region(self) -> bool:
         """Whether `corrupt` reads statistics of the site region."""
+        return False
+
+    def needs_input(self) -> bool:
+        """Whether `corrupt` reads the input of the module whose output it corrupts
+        (`Draws.inputs`); such models can only sit at a module's output."""
         return False
 
     def replacement(self, draws: Draws) -> torch.Tensor | None:

@@ -7,8 +7,9 @@ caller `arm`s it with a `FaultPlan`: which batch rows get a fault at which site,
 (element scope) or over the whole region (scope `all`), and the trial ids that seed the error
 model. Rows without a fault run untouched, so one forward serves many trials: one fault per sample.
 Campaigns instead build one `BlockFaults` for many forwards (every array computed once, sorted by
-forward and site) and `arm_block` it per forward, which costs one attribute write; each hook then
-slices its own group and does one gather (the originals) and one scatter.
+forward and site, and cut into per-group views in one call) and `arm_block` it per forward, which
+costs one attribute write; each hook then picks its group's views and does one `take` (the
+originals) and one `put_` (the replacements), with no slicing or allocation beyond the gather.
 
 `weight_fault` corrupts weight elements in place and restores the saved values on exit, however
 the block is left (exception, KeyboardInterrupt); `state_hash` checks that nothing leaked.
@@ -46,8 +47,10 @@ class SiteFaults:
     index: torch.Tensor | None = None
     values: torch.Tensor | None = None
 
-    def draws(self, seed: int, area: torch.Tensor | None) -> Draws:
-        return Draws(seed, self.trials, area, self.cache, self.positions)
+    def draws(
+        self, seed: int, area: torch.Tensor | None, inputs: torch.Tensor | None = None
+    ) -> Draws:
+        return Draws(seed, self.trials, area, self.cache, self.positions, inputs)
 
 
 @dataclass
@@ -62,56 +65,73 @@ class FaultPlan:
 class BlockFaults:
     """The faults of a block of trials over several forwards, sorted by (forward, site).
 
-    Group `g = forward * n_sites + site` holds the sorted positions `bounds[g]:bounds[g + 1]`;
-    `rows` are batch rows within the forward, `trials` the trial ids, `positions` the trials'
-    places in the block (for `cache`), `index` flat positions in the batch tensor and `values`
-    precomputed replacements (element scope). Hooks write what they saw into `original` and
-    `corrupted` (element scope, sorted order) and append their group to `reached`.
+    Group `g = forward * n_sites + site` has `counts[g]` faults, at the sorted positions
+    `bounds[g]:bounds[g + 1]`. Per sorted position (numpy): `rows` (batch row in its forward),
+    `trials` (trial id) and `elements` (element of the site region); `cache` holds the trials'
+    uniform streams from position `cache_offset` on. Tensors on `device`: `index` (flat
+    row-major position in the batch tensor) and `values` (precomputed replacements, element
+    scope). With both, `groups` maps each group that has faults to its (index, values) views
+    (given, or cut here in one call). Each hook records in `seen[g]` what it saw: (original,
+    corrupted) in element scope (corrupted None when it is `values`), (None, None) in scope
+    `all`.
     """
 
     def __init__(
         self,
         n_sites: int,
-        bounds: Sequence[int],
-        rows: torch.Tensor,
+        counts: np.ndarray,
+        rows: np.ndarray,
         trials: np.ndarray,
-        positions: np.ndarray,
         cache: StreamCache | None = None,
-        elements: torch.Tensor | None = None,
+        cache_offset: int = 0,
+        elements: np.ndarray | None = None,
         index: torch.Tensor | None = None,
         values: torch.Tensor | None = None,
+        groups: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
-        self.n_sites, self.bounds = n_sites, list(bounds)
-        self.rows, self.trials, self.positions, self.cache = rows, trials, positions, cache
+        self.n_sites, self.bounds = n_sites, [0, *np.cumsum(counts).tolist()]
+        self.rows, self.trials, self.cache, self.cache_offset = rows, trials, cache, cache_offset
         self.elements, self.index, self.values = elements, index, values
-        n = len(trials)
-        device = rows.device
-        self.original = torch.full((n,), float("nan"), device=device)
-        self.corrupted = (
-            values if values is not None else torch.full((n,), float("nan"), device=device)
-        )
-        self.reached: list[int] = []
+        self.device = torch.device(device)
+        if groups is None and index is not None and values is not None:
+            full = np.flatnonzero(counts)
+            cut = counts[full].tolist()
+            views = zip(index.split(cut), values.split(cut), strict=True)
+            groups = dict(zip(full.tolist(), views, strict=True))
+        self.groups = groups
+        self.seen: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
         self.base = 0
 
     def site_faults(self, a: int, b: int) -> SiteFaults:
         """The group `a:b` as a SiteFaults (the general path of `corrupt_rows`)."""
         cut = slice(a, b)
+        elements = None
+        if self.elements is not None:
+            elements = torch.from_numpy(self.elements[cut]).to(self.device)
         return SiteFaults(
-            self.rows[cut],
+            torch.from_numpy(self.rows[cut]).to(self.device),
             self.trials[cut],
-            None if self.elements is None else self.elements[cut],
+            elements,
             self.cache,
-            self.positions[cut],
+            np.arange(a, b) + self.cache_offset,
             None if self.index is None else self.index[cut],
             None if self.values is None else self.values[cut],
         )
 
-    def reached_mask(self) -> np.ndarray:
-        """Bool per sorted position: whether its site ran (and so the fault was applied)."""
-        mask = np.zeros(len(self.trials), dtype=bool)
-        for g in self.reached:
-            mask[self.bounds[g] : self.bounds[g + 1]] = True
-        return mask
+    def observed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Original and corrupted value per sorted position, float64; NaN where nothing was
+        observed (scope `all`, or a site the forwards never reached)."""
+        n = len(self.trials)
+        original, corrupted = np.full(n, np.nan), np.full(n, np.nan)
+        for g, (old, new) in self.seen.items():
+            if old is None:
+                continue
+            a, b = self.bounds[g], self.bounds[g + 1]
+            original[a:b] = old.double().cpu().numpy()
+            new = self.values[a:b] if new is None else new
+            corrupted[a:b] = new.double().cpu().numpy()
+        return original, corrupted
 
 
 def corrupt_rows(
@@ -122,45 +142,59 @@ def corrupt_rows(
     seed: int,
     offset: int,
     size: int,
+    inputs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Apply `model` to the given rows of a batch tensor (in place on a contiguous tensor, which
-    is returned); also returns the original and corrupted values in element scope."""
-    t = tensor if tensor.is_contiguous() else tensor.contiguous()
+    """Apply `model` to the given rows of a batch tensor, in place and in the tensor's own memory
+    layout (a conv output is often channels-last; converting it would change the kernels, and so
+    the rounding, of every later layer for every row); returns the tensor and, in element scope,
+    the original and corrupted values. Element indices are row-major, whatever the layout.
+    `inputs` is the batch's module input, passed (its faulty rows) to models that read it."""
+    t, rows = tensor, faults.rows
     if scope == "element":
-        flat = t.view(-1)
         index = faults.index
         if index is None:
-            index = faults.rows * (flat.numel() // t.shape[0]) + offset + faults.elements
-        values = flat.index_select(0, index)
+            index = rows * (t.numel() // t.shape[0]) + offset + faults.elements
+        values = t.take(index)
         new = faults.values
         if new is None:
             area = None
             if model.needs_region():
-                area = t.view(t.shape[0], -1)[faults.rows, offset : offset + size]
+                area = t.reshape(t.shape[0], -1)[rows, offset : offset + size]
             new = model.corrupt(values.unsqueeze(1), faults.draws(seed, area)).reshape(-1)
-        new = new.to(flat.dtype)
-        flat.index_copy_(0, index, new)
+        new = new.to(t.dtype)
+        t.put_(index, new)
         return t, values, new
-    flat = t.view(t.shape[0], -1)
-    area = flat[faults.rows, offset : offset + size]
-    flat[faults.rows, offset : offset + size] = model.corrupt(area, faults.draws(seed, area)).to(
-        flat.dtype
-    )
+    part = t[rows].reshape(len(rows), -1)  # a row-major copy of the faulty rows
+    area = part[:, offset : offset + size]
+    rows_in = None
+    if model.needs_input():
+        if inputs is None:
+            raise InjectionError(f"error model {model.spec!r} needs the module's input")
+        rows_in = inputs[rows]
+    part[:, offset : offset + size] = model.corrupt(area, faults.draws(seed, area, rows_in))
+    t[rows] = part.reshape(len(rows), *t.shape[1:]).to(t.dtype)
     return t, None, None
+
+
+# modules whose forward always returns a new tensor (never a view of an input or a buffer)
+FRESH_OUTPUT = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 class _ForwardWrap:
     """Wraps a module's forward through an instance attribute (cheaper than a forward hook,
-    which sends every call down nn.Module's slow path); `remove()` restores it."""
+    which sends every call down nn.Module's slow path) so that its output goes through
+    `after(index, output, args, clone)`; `remove()` restores it. `clone` is False for the
+    exact FRESH_OUTPUT types (nothing to protect), else None (clone if it may alias)."""
 
-    def __init__(self, module: nn.Module, after) -> None:
+    def __init__(self, module: nn.Module, after, index: int) -> None:
         self.module = module
         self.had_own = "forward" in module.__dict__
         self.original = module.forward
         original = self.original
+        clone = False if type(module) in FRESH_OUTPUT and not self.had_own else None
 
         def forward(*args, **kwargs):
-            return after(args, original(*args, **kwargs))
+            return after(index, original(*args, **kwargs), args, clone)
 
         module.forward = forward
 
@@ -218,6 +252,12 @@ class Injector:
                 raise InjectionError(f"unknown scope {sc!r}; expected one of {SCOPES}")
         if any(s.kind == "weight" for s in self.sites):
             raise InjectionError("Injector handles activation sites; use weight_fault for weights")
+        for site, m in zip(self.sites, models, strict=True):
+            if m.needs_input() and (site.kind != "output" or site.functional):
+                raise InjectionError(
+                    f"error model {m.spec!r} reads the input of the module it corrupts; put it "
+                    f"at a module's output, not at {str(site)!r}"
+                )
         self.regions = [
             region(shape, s.channel) for shape, s in zip(shapes, self.sites, strict=True)
         ]
@@ -236,7 +276,9 @@ class Injector:
         block.base = forward * block.n_sites
         self.plan, self.block = None, block
 
-    def _apply(self, index: int, tensor: torch.Tensor, args, clone: bool | None) -> torch.Tensor:
+    def _apply(
+        self, index: int, tensor: torch.Tensor, args, clone: bool | None = None
+    ) -> torch.Tensor:
         """Corrupt `tensor` at site `index` as armed; `clone` True/False, or None to clone only
         if the tensor may alias one of `args`."""
         block = self.block
@@ -246,12 +288,7 @@ class Injector:
         faults = plan.faults.get(index) if plan is not None else None
         if faults is None or len(faults.rows) == 0:
             return tensor
-        if clone or (clone is None and _may_alias(tensor, args)):
-            tensor = tensor.clone()
-        offset, size = self.regions[index]
-        out, original, corrupted = corrupt_rows(
-            tensor, faults, self.models[index], self.scopes[index], self.seed, offset, size
-        )
+        out, original, corrupted = self._corrupt(index, tensor, faults, args, clone)
         if original is not None:
             plan.original[index] = original
             plan.corrupted[index] = corrupted
@@ -259,40 +296,33 @@ class Injector:
 
     def _apply_block(self, block, index, tensor, args, clone) -> torch.Tensor:
         g = block.base + index
+        if block.groups is not None and self.scopes[index] == "element":
+            # the common case: one gather of the originals, one scatter of the replacements
+            group = block.groups.get(g)
+            if group is None:
+                return tensor
+            if clone or (clone is None and _may_alias(tensor, args)):
+                tensor = tensor.clone()
+            idx, values = group
+            block.seen[g] = (tensor.take(idx), None)
+            tensor.put_(idx, values if values.dtype == tensor.dtype else values.to(tensor.dtype))
+            return tensor
         a, b = block.bounds[g], block.bounds[g + 1]
         if a == b:
             return tensor
-        block.reached.append(g)
+        faults = block.site_faults(a, b)
+        out, original, corrupted = self._corrupt(index, tensor, faults, args, clone)
+        block.seen[g] = (original, corrupted)
+        return out
+
+    def _corrupt(self, index, tensor, faults, args, clone):
+        """`corrupt_rows` at site `index`, on a clone where asked or where `tensor` may alias."""
         if clone or (clone is None and _may_alias(tensor, args)):
             tensor = tensor.clone()
-        if self.scopes[index] == "element" and block.values is not None:
-            # the common case: one gather of the originals, one scatter of the replacements
-            t = tensor if tensor.is_contiguous() else tensor.contiguous()
-            flat = t.view(-1)
-            idx, values = block.index[a:b], block.values[a:b]
-            original = block.original[a:b]
-            if flat.dtype == original.dtype:
-                torch.index_select(flat, 0, idx, out=original)
-            else:
-                original.copy_(flat.index_select(0, idx))
-            if values.dtype != flat.dtype:
-                values = values.to(flat.dtype)
-            flat.index_copy_(0, idx, values)
-            return t
         offset, size = self.regions[index]
-        out, original, corrupted = corrupt_rows(
-            tensor,
-            block.site_faults(a, b),
-            self.models[index],
-            self.scopes[index],
-            self.seed,
-            offset,
-            size,
-        )
-        if original is not None:
-            block.original[a:b] = original
-            block.corrupted[a:b] = corrupted
-        return out
+        model, scope = self.models[index], self.scopes[index]
+        inputs = args[0] if args else None
+        return corrupt_rows(tensor, faults, model, scope, self.seed, offset, size, inputs)
 
     def _hooks(self, index: int, site: Site, module: nn.Module):
         if site.kind == "input":
@@ -302,8 +332,7 @@ class Injector:
                 return None if new is args[0] else (new, *args[1:])
 
             return module.register_forward_pre_hook(pre)
-        apply = self._apply
-        return _ForwardWrap(module, lambda args, out: apply(index, out, args, None))
+        return _ForwardWrap(module, self._apply, index)
 
     def __enter__(self) -> Injector:
         if self._handles or self._mode is not None:

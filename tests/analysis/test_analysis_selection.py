@@ -3,7 +3,10 @@ import pytest
 from axdnn.analysis import component_model_check, multiplier_costs, select_components
 from axdnn.errors import InjectionError
 
-THREE = ["trunc:7@u8", "drum:5@s8", "drum:5@u8"]
+# One multiplier per error family of the catalogue, chosen before measuring: truncation (biased,
+# trunc:7), DRUM (unbiased, relative; both the unsigned and the signed operand path) and
+# Mitchell's logarithmic multiplier (biased, relative; the unconditional model's worst mild case).
+MULTIPLIERS = ["trunc:7@u8", "drum:5@u8", "drum:5@s8", "mitchell@u8"]
 
 
 def test_cost_rules():
@@ -16,15 +19,16 @@ def test_cost_rules():
 
 
 def test_component_model_predicts_real_simulation_within_two_points(trained_cnn, digits):
-    """Acceptance: for three multipliers on every layer of digits_cnn, the accuracy predicted by
-    the component noise model is within 2 points of real table simulation."""
+    """Acceptance: for (at least) three multipliers on every layer of digits_cnn, the accuracy
+    predicted by the component noise model is within 2 points of real table simulation."""
     calib = digits.train.tensors[0][:512]
     x, y = digits.test.tensors
-    rows = component_model_check(trained_cnn, THREE, calib, x, y, repeats=3)
+    rows = component_model_check(trained_cnn, MULTIPLIERS, calib, x, y, repeats=5)
     for row in rows:
         assert abs(row["difference"]) <= 0.02, row
     # the multipliers do cost accuracy: the comparison is not between two unchanged models
-    assert max(r["float_accuracy"] - r["real_accuracy"] for r in rows) >= 0.015
+    assert all(r["real_accuracy"] < r["float_accuracy"] for r in rows), rows
+    assert max(r["float_accuracy"] - r["real_accuracy"] for r in rows) >= 0.05, rows
 
 
 def test_select_components_verifies_the_choice(trained_cnn, digits):

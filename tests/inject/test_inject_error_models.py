@@ -54,7 +54,8 @@ def test_multi_bit_flip_flips_distinct_bits():
     before = values.view(torch.int32)
     after = out.view(torch.int32)
     flipped = [
-        bin(int(b) ^ int(a) & 0xFFFFFFFF).count("1") for b, a in zip(before[:, 0], after[:, 0], strict=True)
+        bin(int(b) ^ int(a) & 0xFFFFFFFF).count("1")
+        for b, a in zip(before[:, 0], after[:, 0], strict=True)
     ]
     assert set(flipped) == {3}
 

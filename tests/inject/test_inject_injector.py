@@ -90,3 +90,23 @@ def test_weight_fault_restores_weights_even_on_error(trained_cnn):
         with weight_fault(model, Site("fc", "weight"), parse_error_model("gaussian:1.0"), trial=1):
             raise RuntimeError("boom")
     assert state_hash(model) == before
+
+
+@pytest.mark.parametrize("spec", ["value:123", "bitflip:int8", "gaussian:0.5,rel=std"])
+def test_a_fault_leaves_other_rows_bit_identical(trained_cnn, digits, spec):
+    """The injected tensor keeps its memory layout (conv outputs are often channels-last), so
+    the rows without a fault, and every later layer, compute exactly what a clean forward does."""
+    model, x = trained_cnn, digits.test.tensors[0][:8]
+    site = Site("features.3")
+    clean_site, clean = _outputs(model, "features.3", x)
+    assert not clean_site.is_contiguous()  # the layout this test is about
+    injector = Injector(model, [site], parse_error_model(spec), site_shapes(model, [site], x[:1]))
+    rows = torch.tensor([2])
+    elements = torch.tensor([17]) if injector.scopes[0] == "element" else None
+    plan = FaultPlan({0: SiteFaults(rows, np.array([0]), elements)})
+    with injector:
+        faulty_site, faulty = _outputs(model, "features.3", x, injector, plan)
+    keep = torch.arange(8) != 2
+    assert torch.equal(faulty[keep], clean[keep])
+    assert torch.equal(faulty_site[keep], clean_site[keep])
+    assert not torch.equal(faulty_site[2], clean_site[2])

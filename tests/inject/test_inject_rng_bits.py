@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from axdnn.errors import InjectionError
 from axdnn.inject.bits import apply_bits, format_width, int_qmax
-from axdnn.inject.rng import trial_index, trial_uniform
+from axdnn.inject.rng import trial_bits, trial_index, trial_uniform, trial_uniforms
 
 
 def test_trial_draws_do_not_depend_on_grouping():
@@ -19,6 +19,30 @@ def test_trial_draws_do_not_depend_on_grouping():
     assert not np.array_equal(whole, trial_uniform(8, ids, 3))
     assert not np.array_equal(whole, trial_uniform(7, ids, 4))
     assert whole.min() >= 0 and whole.max() < 1
+
+
+def _splitmix_reference(seed: int, trial: int, stream: int) -> int:
+    """SplitMix64 in Python integers: the mixer applied to the (seed, stream) key, then to
+    key + (trial + 1) * golden."""
+    mask, golden = (1 << 64) - 1, 0x9E3779B97F4A7C15
+
+    def mix(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    key = mix(((seed & mask) * golden + stream * 0xD6E8FEB86659FD93) & mask)
+    return mix((key + (trial + 1) * golden) & mask)
+
+
+def test_trial_bits_match_a_python_splitmix64_and_fused_streams_match_single_ones():
+    ids = np.array([0, 1, 17, 12345, 2**40 + 7])
+    for seed, stream in [(0, 0), (7, 16), (-3, 30), (2**50, 1)]:
+        expected = [_splitmix_reference(seed, int(t), stream) for t in ids]
+        assert trial_bits(seed, ids, stream).tolist() == expected
+    fused = trial_uniforms(5, ids, (0, 1, 16))
+    for row, stream in zip(fused, (0, 1, 16), strict=True):
+        assert np.array_equal(row, trial_uniform(5, ids, stream))
 
 
 def test_trial_uniform_is_roughly_uniform():
