@@ -266,6 +266,7 @@ typedef struct {
     int64_t lo, hi;
     int OB, P;               /* lanes per slab row, pixels per tile */
     int kernel;              /* KERNEL_SLAB, KERNEL_DIRECT or KERNEL_COLUMN */
+    int acc32;               /* every finished value and term fits int32 (the caller's bound) */
     int64_t img_parts;       /* image ranges per channel block (slab kernel tasks) */
 } mac_args;
 
@@ -287,9 +288,43 @@ static inline int64_t pixel_sx(const mac_args *a, int64_t n, int g, int p) {
  * saturation and scale for float outputs; sx[p] is pixel p0 + p's sum of (code - zx). `tmp` and
  * `ftmp` hold FIN_PIXELS * stride values. */
 #define FIN_PIXELS 16
+/* The common case in int32 arithmetic (exact under the caller's bound): float outputs with
+ * unit pixel stride from int32 sums; loops the compiler vectorizes. */
+static void finish32(const mac_args *a, int64_t n, int o0, int nq, const int32_t *acc, int stride,
+                     int64_t bias, int p0, int pn, const int64_t *sx) {
+    enum { BLOCK = 256 };
+    int32_t s32[BLOCK];
+    const int sat = a->saturate && a->lo > INT32_MIN && a->hi < INT32_MAX;
+    const int32_t lo = sat ? (int32_t)a->lo : 0, hi = sat ? (int32_t)a->hi : 0;
+    for (int b = 0; b < pn; b += BLOCK) {
+        const int bn = pn - b < BLOCK ? pn - b : BLOCK;
+        for (int p = 0; p < bn; p++) s32[p] = (int32_t)sx[b + p];
+        for (int q = 0; q < nq; q++) {
+            const int o = o0 + q;
+            const int32_t c = (int32_t)(bias - (a->sw ? a->zx * a->sw[o] : 0));
+            const int32_t zw = a->zw ? (int32_t)a->zw[o] : 0;
+            const float sc = a->scale[o];
+            const int32_t *restrict src = acc + (int64_t)b * stride + q;
+            float *restrict dst = (float *)a->out + n * a->o_img + (int64_t)o * a->o_ch + p0 + b;
+            if (sat)
+                for (int p = 0; p < bn; p++) {
+                    int32_t v = src[p * stride] + c - zw * s32[p];
+                    v = v < lo ? lo : (v > hi ? hi : v);
+                    dst[p] = (float)v * sc;
+                }
+            else
+                for (int p = 0; p < bn; p++) dst[p] = (float)(src[p * stride] + c - zw * s32[p]) * sc;
+        }
+    }
+}
+
 static void finish(const mac_args *a, int64_t n, int o0, int nq, const void *acc,
                    int stride, int wide, int64_t bias, int p0, int pn, const int64_t *sx,
                    int64_t *tmp, float *ftmp) {
+    if (a->acc32 && a->out_float && !wide && a->o_pix == 1) {
+        finish32(a, n, o0, nq, (const int32_t *)acc, stride, bias, p0, pn, sx);
+        return;
+    }
     const int64_t lo = a->lo, hi = a->hi, zx = a->zx;
     for (int b = 0; b < pn; b += FIN_PIXELS) {
         const int bn = pn - b < FIN_PIXELS ? pn - b : FIN_PIXELS;

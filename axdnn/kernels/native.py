@@ -84,7 +84,7 @@ class _Mac(ctypes.Structure):
         ("spat", _P), ("nspat", _INT),
         ("out_float", _INT), ("out", _P), ("o_img", _I64), ("o_ch", _I64), ("o_pix", _I64),
         ("scale", _P), ("saturate", _INT), ("lo", _I64), ("hi", _I64), ("OB", _INT),
-        ("P", _INT), ("kernel", _INT), ("img_parts", _I64),
+        ("P", _INT), ("kernel", _INT), ("acc32", _INT), ("img_parts", _I64),
     ]  # fmt: skip
 
 
@@ -433,9 +433,21 @@ def _mac(
         spat=_ptr(layout.spat), nspat=layout.spat.numel(), out_float=int(scale is not None),
         out=_ptr(out), o_img=out_strides[0], o_ch=out_strides[1], o_pix=out_strides[2],
         scale=_ptr(scale32), saturate=int(acc_bits is not None), lo=-bound, hi=bound - 1,
-        OB=call.vectors * lanes(), P=call.tile, kernel=call.kernel, img_parts=1,
+        OB=call.vectors * lanes(), P=call.tile, kernel=call.kernel,
+        acc32=int(_finish_bound(tab, call.taps, zero, sw, table.shape[0]) < 1 << 31), img_parts=1,
     )  # fmt: skip
     _lib().axn_mac(ctypes.byref(args), _threads())
+
+
+def _finish_bound(tab: _Table, taps: int, zero, sw, rows: int) -> int:
+    """A bound on every value and term the output pass computes from uint16 slab sums:
+    sums of (T - base), base * K, zx * sum_k w_k, zw * sum_k (x_k - zx)."""
+    bound = taps * (0xFFFF + abs(tab.base))
+    if zero is not None:
+        bound += abs(zero.x) * int(sw.abs().max()) if sw.numel() else 0
+        x_span = taps * (rows + abs(zero.x))
+        bound += int(zero.w.abs().max()) * x_span if zero.w.numel() else 0
+    return bound
 
 
 def _out_dtype(scale: torch.Tensor | None) -> torch.dtype:
