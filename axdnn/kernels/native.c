@@ -391,6 +391,51 @@ TILE(tile32_1, 1, TILE_PIXELS_1, int32_t, v_add_i32)
 TILE(tile32_2, 2, TILE_PIXELS_2, int32_t, v_add_i32)
 TILE(tile32_4, 4, TILE_PIXELS_4, int32_t, v_add_i32)
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/* Two-register rows (32 channels) of *signed* 16-bit slab entries (T - base - 32768), summed by
+ * VNNI word dot products against (1, 0) and (0, 1) patterns: even and odd channels go to two
+ * int32 accumulators straight from the loaded row, with no zero-extension shuffles. The lanes
+ * are interleaved back when the tile is stored. */
+#define SIGNED_SLAB_VECTORS 2
+static void tile16s_2(const uint8_t *x, const int64_t *off, const int32_t *tap, int ntap,
+                      const int16_t *slab, int rows, int32_t *out, int init) {
+    enum { P = TILE_PIXELS_2 };
+    const __m512i even = _mm512_set1_epi32(1), odd = _mm512_set1_epi32(1 << 16);
+    __m512i ae[P], ao[P];
+    const uint8_t *xs[P];
+    for (int p = 0; p < P; p++) {
+        xs[p] = x + off[p];
+        ae[p] = ao[p] = _mm512_setzero_si512();
+    }
+    for (int k = 0; k < ntap; k++) {
+        const int16_t *s = slab + (size_t)k * rows * 32;
+        const int32_t t = tap[k];
+        for (int p = 0; p < P; p++) {
+            const __m512i r = _mm512_loadu_si512((const void *)(s + (size_t)xs[p][t] * 32));
+            ae[p] = _mm512_dpwssd_epi32(ae[p], r, even);
+            ao[p] = _mm512_dpwssd_epi32(ao[p], r, odd);
+        }
+    }
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15,
+                                         31);
+    for (int p = 0; p < P; p++) {
+        __m512i v0 = _mm512_permutex2var_epi32(ae[p], lo, ao[p]);
+        __m512i v1 = _mm512_permutex2var_epi32(ae[p], hi, ao[p]);
+        int32_t *dst = out + p * 32;
+        if (init) {
+            v0 = _mm512_add_epi32(v0, _mm512_loadu_si512((const void *)dst));
+            v1 = _mm512_add_epi32(v1, _mm512_loadu_si512((const void *)(dst + 16)));
+        }
+        _mm512_storeu_si512((void *)dst, v0);
+        _mm512_storeu_si512((void *)(dst + 16), v1);
+    }
+}
+#define SIGNED_SLAB(a) ((a)->t16 && (a)->OB == 32)
+#else
+#define SIGNED_SLAB(a) 0
+#endif
+
 int axn_tile_pixels(int nv) {
     return nv == 1 ? TILE_PIXELS_1 : nv == 2 ? TILE_PIXELS_2 : TILE_PIXELS_4;
 }
@@ -398,6 +443,12 @@ int axn_tile_pixels(int nv) {
 static void run_tile(const mac_args *a, const uint8_t *x, const int64_t *off, const int32_t *tap,
                      int ntap, const void *slab, int32_t *out, int init) {
     const int nv = a->OB / LANES;
+#ifdef SIGNED_SLAB_VECTORS
+    if (SIGNED_SLAB(a)) {
+        tile16s_2(x, off, tap, ntap, (const int16_t *)slab, a->rows, out, init);
+        return;
+    }
+#endif
     if (a->t16) {
         const uint16_t *s = (const uint16_t *)slab;
         if (nv == 1) tile16_1(x, off, tap, ntap, s, a->rows, out, init);
@@ -445,6 +496,7 @@ static inline void load_entries(__m512i *t, const uint16_t *src, int size) {
 
 static void build_slab16_permute(const mac_args *a, const uint16_t *idx, int n, void *slab) {
     const int OB = a->OB, rows = a->rows, cols = a->cols;
+    const __m512i flip = _mm512_set1_epi16(SIGNED_SLAB(a) ? (short)0x8000 : 0); /* u16 -> s16 */
     uint16_t *s16 = (uint16_t *)slab;
     for (int j0 = 0; j0 < n; j0 += 32 * GROUP_CHUNKS) {
         const int halves = (n - j0 < 32 * GROUP_CHUNKS ? n - j0 : 32 * GROUP_CHUNKS) / 16;
@@ -459,7 +511,7 @@ static void build_slab16_permute(const mac_args *a, const uint16_t *idx, int n, 
             uint16_t *row = s16 + (size_t)r * OB;
             for (int h = 0; h < halves; h += 2) {
                 const __m512i ix = _mm512_loadu_si512((const void *)(idx + j0 + 16 * h));
-                const __m512i v = lookup32(t, ix, cols);
+                const __m512i v = _mm512_xor_si512(lookup32(t, ix, cols), flip);
                 _mm256_storeu_si256((__m256i *)(row + off[h]), _mm512_castsi512_si256(v));
                 if (h + 1 < halves)
                     _mm256_storeu_si256((__m256i *)(row + off[h + 1]), _mm512_extracti64x4_epi64(v, 1));
@@ -551,7 +603,7 @@ static void slab_task(void *ctx, int64_t task, int worker) {
     uint16_t *idx = malloc(sizeof(uint16_t) * (size_t)kb * OB + 64);
     int64_t *sx = malloc(sizeof(int64_t) * a->npix);
     if (!slab || !buf || !scratch || !tmp || !ftmp || !idx || !sx) goto done;
-    const int64_t bias = wide ? 0 : a->base * K;
+    const int64_t bias = wide ? 0 : (a->base + (SIGNED_SLAB(a) ? 32768 : 0)) * K;
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
         const int64_t c1 = c0 + chunk < n1 ? c0 + chunk : n1;
         if (wide) memset(buf, 0, (size_t)((c1 - c0) * per_image) * bsize);

@@ -442,7 +442,7 @@ def _mac(
 def _finish_bound(tab: _Table, taps: int, zero, sw, rows: int) -> int:
     """A bound on every value and term the output pass computes from uint16 slab sums:
     sums of (T - base), base * K, zx * sum_k w_k, zw * sum_k (x_k - zx)."""
-    bound = taps * (0xFFFF + abs(tab.base))
+    bound = taps * (0x10000 + abs(tab.base))  # signed slabs: sums of +-32768, base + 32768
     if zero is not None:
         bound += abs(zero.x) * int(sw.abs().max()) if sw.numel() else 0
         x_span = taps * (rows + abs(zero.x))
