@@ -372,11 +372,16 @@ def lut_matmul(
 
 
 # Throughput figures (per second and thread) behind the cost estimates, measured with
-# benchmarks/lut_kernels.py --threads 1 (float32 conv 30-100 G MAC/s, numba slab gather 2.7-6 G
-# lookups/s, native: see axdnn.kernels.native) and scaled for CUDA; only their ratios matter, and
-# all backends scale alike with threads.
+# benchmarks/lut_kernels.py --threads 1 on the 2-core AVX-512 EPYC (float32 conv 40-100 G MAC/s,
+# about half that below 32 channels; numba slab gather 2.7-6 G lookups/s; native: see
+# axdnn.kernels.native) and scaled for CUDA; only their ratios matter, and all backends scale
+# alike with threads.
 _F32_MACS = {"cpu": 8e10, "cuda": 2e13}
+_F32_FULL_WIDTH = 32  # channels from which float32 convolutions run at _F32_MACS
 _ELEMENTS = {"cpu": 1e9, "cuda": 3e11}
+# the low-rank fused layer path (quantize, lookup + pad, zero-point sums, output pass):
+# seconds per input and per output element
+_LOWRANK_FUSED = (2e-9, 5e-10)
 # element passes of the float chain composed in torch ops (quantize; corrections, saturate,
 # dequantize) per input and per output element, at _TORCH_ELEMENTS per second (int64 tensors)
 _COMPOSED_PASSES = (5, 8)
@@ -407,10 +412,17 @@ def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
     if calls is None:
         return None
     kind = _kind(p.device)
-    work = calls * p.macs / _F32_MACS[kind]
+    width = min(1.0, min(p.channels, p.out_block) / _F32_FULL_WIDTH)
+    work = calls * p.macs / (_F32_MACS[kind] * width)
+    if p.fused and p.op == "conv2d" and lowrank.fuses(p.device):
+        units = lowrank.conv_units(table, p.channels, p.area)
+        per_in, per_out = _LOWRANK_FUSED
+        return (
+            units * p.macs / (_F32_MACS[kind] * width)
+            + p.inputs * per_in * max(1.0, units)
+            + p.outputs * per_out
+        )
     passes = (calls * p.inputs + 3 * p.outputs) / _ELEMENTS[kind]
-    if p.fused and p.op == "conv2d" and lowrank.fuses(p.device):  # quantize + output pass
-        return work + passes + (p.inputs + p.outputs) / native.ELEMENTS
     return work + passes + _composed(p)
 
 

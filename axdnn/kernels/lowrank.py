@@ -127,12 +127,21 @@ def _plan_uncached(table: torch.Tensor, digest: str, channels: int, area: int) -
     return best
 
 
-def call_count(table: torch.Tensor, channels: int, area: int) -> float | None:
-    """Float32 work of a layer in full-size conv/matmul units (dispatcher cost), or None."""
+def conv_units(table: torch.Tensor, channels: int, area: int) -> float | None:
+    """Float32 work of a layer in full-size conv/matmul units (atoms x channel fraction), or
+    None when the table has no exact plan for this reduction."""
     plan = plan_for(table, channels, area)
     if plan is None:
         return None
-    work = sum(len(c.atoms) * (c.c1 - c.c0) for c in plan.chunks) / max(1, channels)
+    return sum(len(c.atoms) * (c.c1 - c.c0) for c in plan.chunks) / max(1, channels)
+
+
+def call_count(table: torch.Tensor, channels: int, area: int) -> float | None:
+    """`conv_units` plus the per-call overheads of the raw path (dispatcher cost), or None."""
+    work = conv_units(table, channels, area)
+    if work is None:
+        return None
+    plan = plan_for(table, channels, area)
     return work + 0.5 * len(plan.chunks) + 0.2 * plan.factors.has_offsets
 
 

@@ -870,6 +870,7 @@ static void finish_chunk_task(void *ctx, int64_t task, int worker) {
  * when it is the only chunk)) / D - zw[o] * sx - zx * sw[o], saturated, float32(acc) * scale[o]. */
 static void lowrank_out_task(void *ctx, int64_t task, int worker) {
     (void)worker;
+    enum { BLOCK = 512 };
     const lowrank_args *a = (const lowrank_args *)ctx;
     const int64_t n = task / a->O;
     const int o = (int)(task % a->O), g = o / a->og, groups = a->O / a->og;
@@ -877,19 +878,30 @@ static void lowrank_out_task(void *ctx, int64_t task, int worker) {
     const int64_t *prev = a->acc ? a->acc + task * a->HW : NULL;
     const int64_t *rm = a->first && a->rowmap ? a->rowmap + (n * groups + g) * a->HW : NULL;
     const int64_t *sx = a->zw ? a->sxmap + (n * groups + g) * a->HW : NULL;
-    const int64_t bias = a->first ? a->bias[o] : 0, zw = a->zw ? a->zw[o] : 0;
-    const int64_t zsw = a->zsw ? a->zsw[o] : 0;
+    const int64_t bias = (a->first ? a->bias[o] : 0), zw = a->zw ? a->zw[o] : 0;
+    const int64_t zsw = a->zsw ? a->zsw[o] : 0, cs = a->chunk_scale, d = a->denominator;
+    const int64_t lo = a->lo, hi = a->hi;
     const float sc = a->out_scale[o];
     float *out = (float *)a->out + task * a->HW;
-    for (int64_t i = 0; i < a->HW; i++) {
-        int64_t v = (int64_t)res[i] * a->chunk_scale + bias + (prev ? prev[i] : 0) + (rm ? rm[i] : 0);
-        if (a->denominator != 1) { /* floor division of an exact multiple */
-            const int64_t q = v / a->denominator;
-            v = q - (q * a->denominator != v && v < 0);
-        }
-        v -= (sx ? zw * sx[i] : 0) + zsw;
-        if (a->saturate) v = v < a->lo ? a->lo : (v > a->hi ? a->hi : v);
-        out[i] = (float)v * sc;
+    int64_t v[BLOCK]; /* one simple loop per term: each one vectorizes */
+    for (int64_t b = 0; b < a->HW; b += BLOCK) {
+        const int m = (int)(a->HW - b < BLOCK ? a->HW - b : BLOCK);
+        for (int i = 0; i < m; i++) v[i] = (int64_t)res[b + i] * cs + bias;
+        if (prev)
+            for (int i = 0; i < m; i++) v[i] += prev[b + i];
+        if (rm)
+            for (int i = 0; i < m; i++) v[i] += rm[b + i];
+        if (d != 1) /* floor division of an exact multiple */
+            for (int i = 0; i < m; i++) {
+                const int64_t q = v[i] / d;
+                v[i] = q - (q * d != v[i] && v[i] < 0);
+            }
+        if (sx)
+            for (int i = 0; i < m; i++) v[i] -= zw * sx[b + i];
+        for (int i = 0; i < m; i++) v[i] -= zsw;
+        if (a->saturate)
+            for (int i = 0; i < m; i++) v[i] = v[i] < lo ? lo : (v[i] > hi ? hi : v[i]);
+        for (int i = 0; i < m; i++) out[b + i] = (float)v[i] * sc;
     }
 }
 

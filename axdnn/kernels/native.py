@@ -320,7 +320,7 @@ def _pad_to(offsets: torch.Tensor, tile: int) -> torch.Tensor:
 
 # Throughputs (per thread) behind the choice between the kernels, measured with
 # benchmarks/lut_kernels.py on the 2-core AVX-512 EPYC (Zen 5); only their ratios matter.
-SLAB_LOOKUPS = 4e10  # table values added per second in register tiles (16-32 at a time)
+SLAB_LOOKUPS = {1: 2.9e10, 2: 5e10}  # table values added per second, by vectors per slab row
 SLAB_BUILD = 5e9  # slab entries written per second (word permutes; scalar: about 1e9)
 COLUMN_LOOKUPS = 1.5e10  # table values per second by word permutes of one column
 DIRECT_LOOKUPS = 1.5e9  # scalar lookups per second
@@ -357,7 +357,8 @@ def plan_cost(
     lookups = pixels * taps * groups * per_group
     costs = {DIRECT: lookups / DIRECT_LOOKUPS}
     if per_group * 2 >= lanes():  # else most of each slab row would be padding
-        costs[SLAB] = pixels * taps * padded / SLAB_LOOKUPS + taps * rows * padded / SLAB_BUILD
+        rate = SLAB_LOOKUPS.get(_vectors(per_group), min(SLAB_LOOKUPS.values()))
+        costs[SLAB] = pixels * taps * padded / rate + taps * rows * padded / SLAB_BUILD
     if narrow and _has_column_kernel():
         costs[COLUMN] = groups * per_group * taps * -(-pixels // 64) * 64 / COLUMN_LOOKUPS
     kernel = min(costs, key=costs.get)
