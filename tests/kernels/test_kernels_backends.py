@@ -201,13 +201,13 @@ def test_high_rank_tables_have_no_decomposition_and_lowrank_refuses_them():
 
 
 def test_dispatcher_prefers_lowrank_for_low_rank_and_a_gather_for_full_rank_tables():
-    """Rank-1 tables on a wide late layer: one float32 conv beats any gather; full-rank tables
-    go to the fastest gather backend available."""
+    """A layer on a rank-1 table, wide and late: one float32 conv beats any gather; full-rank
+    tables go to the fastest gather backend available."""
     cpu = torch.device("cpu")
     geom = ConvGeometry.of(3, padding=1)
     from axdnn.kernels.dispatch import conv_problem
 
-    p = conv_problem((128, 64, 8, 8), (64, 64, 3, 3), geom, cpu)
+    p = conv_problem((128, 64, 8, 8), (64, 64, 3, 3), geom, cpu, fused=True)
     assert choose_backend(exact(8, 8), cpu, problem=p).name == "lowrank"
     gather = choose_backend(random_table(8, 8, 5), cpu, problem=p).name
     fastest = "native" if native.available() else "numba" if gather_cpu.available() else "torch"
