@@ -18,6 +18,7 @@ numba is not installed, and the dispatcher then never picks this backend.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 
@@ -39,8 +40,9 @@ MAX_OUT_BLOCK = 64
 FUSE9_BYTES = 1 << 17
 
 
+@functools.cache
 def available() -> bool:
-    """True when numba can be imported (checked without importing it)."""
+    """True when numba can be imported (checked once, without importing it)."""
     return importlib.util.find_spec("numba") is not None
 
 
