@@ -96,15 +96,24 @@ typedef void (*task_fn)(void *ctx, int64_t task, int worker);
 
 #ifdef _OPENMP
 #include <omp.h>
-static void parallel(task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+/* Tasks are handed out one at a time (uneven tasks: MAC blocks), or when `many` (thousands of
+ * small, even tasks writing neighbouring memory) in one contiguous range per thread. */
+static void parallel_tasks(task_fn fn, void *ctx, int64_t ntasks, int nthreads, int many) {
     if (nthreads > ntasks) nthreads = (int)ntasks;
     if (nthreads <= 1) {
         for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, 0);
         return;
     }
+    if (many) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, omp_get_thread_num());
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
     for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, omp_get_thread_num());
 }
+#define parallel(fn, ctx, ntasks, nthreads) parallel_tasks(fn, ctx, ntasks, nthreads, 0)
+#define parallel_many(fn, ctx, ntasks, nthreads) parallel_tasks(fn, ctx, ntasks, nthreads, 1)
 #else
 typedef struct {
     task_fn fn;
@@ -154,6 +163,7 @@ static void parallel(task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     worker_main(&args[0]);
     for (int i = 1; i <= started; i++) pthread_join(threads[i], NULL);
 }
+#define parallel_many parallel
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
@@ -227,7 +237,9 @@ done:
     free(dsum);
 }
 
-void axn_prepare(const prep_args *a, int nthreads) { parallel(prep_task, (void *)a, a->N, nthreads); }
+void axn_prepare(const prep_args *a, int nthreads) {
+    parallel_many(prep_task, (void *)a, a->N, nthreads);
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* the MAC */
@@ -906,15 +918,17 @@ static void lowrank_out_task(void *ctx, int64_t task, int worker) {
 }
 
 void axn_lowrank_out(lowrank_args *a, int nthreads) {
-    parallel(lowrank_out_task, a, a->N * a->O, nthreads);
+    parallel_many(lowrank_out_task, a, a->N * a->O, nthreads);
 }
 
 void axn_lut_pad(lowrank_args *a, int nthreads) {
-    parallel(lut_pad_task, a, a->N * a->G * (a->c1 - a->c0), nthreads);
+    parallel_many(lut_pad_task, a, a->N * a->G * (a->c1 - a->c0), nthreads);
 }
 
-void axn_row_sums(lowrank_args *a, int nthreads) { parallel(row_sums_task, a, a->N * a->G, nthreads); }
+void axn_row_sums(lowrank_args *a, int nthreads) {
+    parallel_many(row_sums_task, a, a->N * a->G, nthreads);
+}
 
 void axn_finish_chunk(lowrank_args *a, int nthreads) {
-    parallel(finish_chunk_task, a, a->N * a->O, nthreads);
+    parallel_many(finish_chunk_task, a, a->N * a->O, nthreads);
 }
