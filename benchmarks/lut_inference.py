@@ -1,7 +1,9 @@
 """Model-level benchmark: ResNet-20 inference on approximate multipliers against exact float32.
 
 ResNet-20 (3x32x32, batch 128, random weights), exact float32 PyTorch inference of the same model
-as the baseline in the same process, run alternately with each approximate model (medians); for
+as the baseline in the same process, run alternately with each approximate model: the ratio is
+the median over repeats of each approximate run's time over the float32 run right before it, so
+that drifts in machine speed (shared, virtualised cores) cancel; images/s are medians too. For
 tables drum:4, trunc:8 (column truncation), mitchell and a random full-rank table, images/s of each
 CPU backend and of the dispatcher, and the ratio of inference time to the exact model's. Last
 line: the worst dispatcher ratio. On a loaded machine use --threads 1: with two threads every
@@ -37,9 +39,8 @@ def random_table_spec(folder: Path) -> str:
     return f"lut:{path}"
 
 
-def paired_times(base, approx, repeats: int) -> tuple[float, float]:
-    """Median wall times of `base` and `approx`, run alternately so that load from other
-    processes hits both alike."""
+def paired_times(base, approx, repeats: int) -> tuple[float, float, float]:
+    """Median wall times of `base` and `approx` and the median ratio of back-to-back pairs."""
     base(), approx()
     tb, ta = [], []
     for _ in range(repeats):
@@ -47,13 +48,14 @@ def paired_times(base, approx, repeats: int) -> tuple[float, float]:
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)
-    return statistics.median(tb), statistics.median(ta)
+    ratios = [a / b for a, b in zip(ta, tb, strict=True)]
+    return statistics.median(tb), statistics.median(ta), statistics.median(ratios)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -83,10 +85,9 @@ def main() -> None:
             for backend in [*backends, "auto"]:
                 approx = approximate(model, Plan.uniform(spec, backend=backend), calib)
                 with torch.no_grad():
-                    base, t = paired_times(
+                    base, t, ratio = paired_times(
                         lambda: model(x), lambda approx=approx: approx(x), args.repeats
                     )
-                ratio = t / base
                 print(
                     f"{label:10} {backend:8} {args.batch / t:9.1f} {args.batch / base:9.1f} "
                     f"{ratio:7.2f}"
