@@ -454,63 +454,33 @@ def _reference_cost(table: torch.Tensor, p: Problem) -> float:
     return p.macs / _REFERENCE_LOOKUPS[_kind(p.device)] + _composed(p)
 
 
+def _from_module(name: str, module, **fields) -> Backend:
+    """A backend whose conv2d, linear and matmul are the functions of `module`."""
+    return Backend(name, module.conv2d, module.linear, module.matmul, **fields)
+
+
+def _everywhere(table: torch.Tensor, device: torch.device) -> bool:
+    return True
+
+
+register_backend(_from_module("reference", reference, supports=_everywhere, cost=_reference_cost))
+register_backend(_from_module("torch", gather_torch, supports=_everywhere, priority=1,
+                              cost=_torch_cost))  # fmt: skip
 register_backend(
-    Backend(
-        name="reference",
-        conv2d=reference.conv2d,
-        linear=reference.linear,
-        matmul=reference.matmul,
-        supports=lambda table, device: True,
-        priority=0,
-        cost=_reference_cost,
-    )
-)
-register_backend(
-    Backend(
-        name="torch",
-        conv2d=gather_torch.conv2d,
-        linear=gather_torch.linear,
-        matmul=gather_torch.matmul,
-        supports=lambda table, device: True,
-        priority=1,
-        cost=_torch_cost,
-    )
-)
-register_backend(
-    Backend(
-        name="numba",
-        conv2d=gather_cpu.conv2d,
-        linear=gather_cpu.linear,
-        matmul=gather_cpu.matmul,
+    _from_module(
+        "numba", gather_cpu, priority=2, cost=_numba_cost,
         supports=lambda table, device: device.type == "cpu" and gather_cpu.available(),
-        priority=2,
-        cost=_numba_cost,
-    )
+    )  # fmt: skip
 )
 register_backend(
-    Backend(
-        name="lowrank",
-        conv2d=lowrank.conv2d,
-        linear=lowrank.linear,
-        matmul=lowrank.matmul,
-        supports=lambda table, device: bool(factorize(table)),
-        priority=3,
-        cost=_lowrank_cost,
-        conv2d_float=lowrank.conv2d_float,
-        fuses=lowrank.fuses,
-    )
+    _from_module(
+        "lowrank", lowrank, priority=3, cost=_lowrank_cost, conv2d_float=lowrank.conv2d_float,
+        fuses=lowrank.fuses, supports=lambda table, device: bool(factorize(table)),
+    )  # fmt: skip
 )
 register_backend(
-    Backend(
-        name="native",
-        conv2d=native.conv2d,
-        linear=native.linear,
-        matmul=native.matmul,
-        supports=native.supports,
-        priority=4,
-        cost=_native_cost,
-        zero_points=True,
-        conv2d_float=native.conv2d_float,
-        linear_float=native.linear_float,
-    )
+    _from_module(
+        "native", native, supports=native.supports, priority=4, cost=_native_cost,
+        zero_points=True, conv2d_float=native.conv2d_float, linear_float=native.linear_float,
+    )  # fmt: skip
 )
