@@ -194,14 +194,16 @@ def _conv_shapes(x_shape, w_idx: torch.Tensor, geom: ConvGeometry, where: str) -
 
 
 def _conv_raw(chosen: Backend, x_idx, w_idx, table, geom, pad: int, zero) -> torch.Tensor:
-    """Raw sums or the zero-point MAC on `chosen`, composed from raw sums where it lacks it."""
+    """Raw sums or the zero-point MAC on `chosen`, composed from raw sums where it lacks it;
+    always in the standard contiguous layout (a backend's strides must not reach later float
+    ops, whose summation order, and so rounding, depends on them)."""
     table = table.to(x_idx.device)
     if zero is None:
-        return chosen.conv2d(x_idx, w_idx, table, geom, pad)
+        return chosen.conv2d(x_idx, w_idx, table, geom, pad).contiguous()
     if chosen.zero_points:
-        return chosen.conv2d(x_idx, w_idx, table, geom, pad, zero=zero)
+        return chosen.conv2d(x_idx, w_idx, table, geom, pad, zero=zero).contiguous()
     raw = chosen.conv2d(x_idx, w_idx, table, geom, pad)
-    return raw + affine.conv_correction(x_idx, w_idx, tuple(table.shape), geom, zero)
+    return (raw + affine.conv_correction(x_idx, w_idx, tuple(table.shape), geom, zero)).contiguous()
 
 
 def lut_conv2d(
@@ -270,7 +272,7 @@ def lut_conv2d_float(
     problem = conv_problem(x.shape, w_idx.shape, geom, x.device, fused=True)
     chosen = choose_backend(table, x.device, backend, problem)
     if chosen.fused_conv(x.device):
-        return chosen.conv2d_float(x, act, w_idx, table, geom, zero, scale, acc_bits)
+        return chosen.conv2d_float(x, act, w_idx, table, geom, zero, scale, acc_bits).contiguous()
     pad = affine.pad_index(zero, table.shape[0])
     acc = _conv_raw(chosen, _codes(x, act), w_idx, table, geom, pad, zero)
     return affine.dequantize(affine.saturate(acc, acc_bits), scale.to(acc.device), 1)
@@ -284,11 +286,11 @@ def _matmul_problem(a: torch.Tensor, columns: int, outputs: int, k: int, fused=F
 def _linear_raw(chosen: Backend, a_idx, b_idx, table, zero) -> torch.Tensor:
     table = table.to(a_idx.device)
     if zero is None:
-        return chosen.linear(a_idx, b_idx, table)
+        return chosen.linear(a_idx, b_idx, table).contiguous()
     if chosen.zero_points:
-        return chosen.linear(a_idx, b_idx, table, zero=zero)
+        return chosen.linear(a_idx, b_idx, table, zero=zero).contiguous()
     raw = chosen.linear(a_idx, b_idx, table)
-    return raw + affine.linear_correction(a_idx, b_idx, tuple(table.shape), zero)
+    return (raw + affine.linear_correction(a_idx, b_idx, tuple(table.shape), zero)).contiguous()
 
 
 def _linear_shapes(a_shape, b_idx: torch.Tensor, where: str) -> None:
@@ -341,7 +343,7 @@ def lut_linear_float(
     problem = _matmul_problem(x, w_idx.shape[0], outputs, x.shape[1], fused=True)
     chosen = choose_backend(table, x.device, backend, problem)
     if chosen.linear_float is not None:
-        return chosen.linear_float(x, act, w_idx, table, zero, scale, acc_bits)
+        return chosen.linear_float(x, act, w_idx, table, zero, scale, acc_bits).contiguous()
     acc = _linear_raw(chosen, _codes(x, act), w_idx, table, zero)
     return affine.dequantize(affine.saturate(acc, acc_bits), scale.to(acc.device), 1)
 
@@ -368,7 +370,7 @@ def lut_matmul(
     outputs = a_idx.shape[-2] * b_idx.shape[-1] * max(1, torch.Size(batch).numel())
     problem = _matmul_problem(a_idx, b_idx.shape[-1], outputs, a_idx.shape[-1])
     chosen = choose_backend(table, a_idx.device, backend, problem)
-    return chosen.matmul(a_idx, b_idx, table.to(a_idx.device))
+    return chosen.matmul(a_idx, b_idx, table.to(a_idx.device)).contiguous()
 
 
 # Throughput figures (per second and thread) behind the cost estimates, measured with
@@ -468,19 +470,33 @@ register_backend(_from_module("torch", gather_torch, supports=_everywhere, prior
                               cost=_torch_cost))  # fmt: skip
 register_backend(
     _from_module(
-        "numba", gather_cpu, priority=2, cost=_numba_cost,
+        "numba",
+        gather_cpu,
+        priority=2,
+        cost=_numba_cost,
         supports=lambda table, device: device.type == "cpu" and gather_cpu.available(),
     )  # fmt: skip
 )
 register_backend(
     _from_module(
-        "lowrank", lowrank, priority=3, cost=_lowrank_cost, conv2d_float=lowrank.conv2d_float,
-        fuses=lowrank.fuses, supports=lambda table, device: bool(factorize(table)),
+        "lowrank",
+        lowrank,
+        priority=3,
+        cost=_lowrank_cost,
+        conv2d_float=lowrank.conv2d_float,
+        fuses=lowrank.fuses,
+        supports=lambda table, device: bool(factorize(table)),
     )  # fmt: skip
 )
 register_backend(
     _from_module(
-        "native", native, supports=native.supports, priority=4, cost=_native_cost,
-        zero_points=True, conv2d_float=native.conv2d_float, linear_float=native.linear_float,
+        "native",
+        native,
+        supports=native.supports,
+        priority=4,
+        cost=_native_cost,
+        zero_points=True,
+        conv2d_float=native.conv2d_float,
+        linear_float=native.linear_float,
     )  # fmt: skip
 )

@@ -208,7 +208,7 @@ def test_float_chain_is_bit_identical_to_quantize_mac_dequantize(data):
             got = lut_conv2d_float(x, act, w, table, geom, zero, out_scale, acc_bits, name)
         else:
             got = lut_linear_float(x, act, w, table, zero, out_scale, acc_bits, name)
-        assert got.dtype == torch.float32 and torch.equal(got, want), name
+        assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, want), name
 
 
 def test_zero_point_arguments_are_checked():
