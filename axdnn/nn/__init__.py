@@ -9,6 +9,7 @@ from axdnn.nn.approximate import (
 )
 from axdnn.nn.format_layers import FORMAT_LAYERS, FormatConv2d, FormatLinear
 from axdnn.nn.layers import APPROX_LAYERS, ApproxConfig, ApproxConv2d, ApproxLinear
+from axdnn.nn.matmul import approx_matmul
 from axdnn.nn.plan import LayerSpec, Plan
 from axdnn.nn.quant import QuantScheme
 
@@ -25,6 +26,7 @@ __all__ = [
     "LayerSpec",
     "Plan",
     "QuantScheme",
+    "approx_matmul",
     "approximate",
     "calibrate",
     "multiplying_layers",
