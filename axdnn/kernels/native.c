@@ -443,7 +443,7 @@ static void tile16s_2(const uint8_t *x, const int64_t *off, const int32_t *tap, 
         _mm512_storeu_si512((void *)(dst + 16), v1);
     }
 }
-#define SIGNED_SLAB(a) ((a)->t16 && (a)->OB == 32)
+#define SIGNED_SLAB(a) ((a)->t16 && (a)->OB == 32 && (a)->cols <= 256) /* permute-built */
 #else
 #define SIGNED_SLAB(a) 0
 #endif
