@@ -443,7 +443,43 @@ static void tile16s_2(const uint8_t *x, const int64_t *off, const int32_t *tap, 
         _mm512_storeu_si512((void *)(dst + 16), v1);
     }
 }
-#define SIGNED_SLAB(a) ((a)->t16 && (a)->OB == 32 && (a)->cols <= 256) /* permute-built */
+/* One-register rows (16 channels): two pixels' rows share a register (one 32-byte load and one
+ * insert), summed the same way; lanes 0-7 hold the first pixel's even / odd channels. */
+static void tile16s_1(const uint8_t *x, const int64_t *off, const int32_t *tap, int ntap,
+                      const int16_t *slab, int rows, int32_t *out, int init) {
+    enum { PAIRS = TILE_PIXELS_1 / 2 };
+    const __m512i even = _mm512_set1_epi32(1), odd = _mm512_set1_epi32(1 << 16);
+    __m512i ae[PAIRS], ao[PAIRS];
+    const uint8_t *xs[2 * PAIRS];
+    for (int p = 0; p < 2 * PAIRS; p++) xs[p] = x + off[p];
+    for (int j = 0; j < PAIRS; j++) ae[j] = ao[j] = _mm512_setzero_si512();
+    for (int k = 0; k < ntap; k++) {
+        const int16_t *s = slab + (size_t)k * rows * 16;
+        const int32_t t = tap[k];
+        for (int j = 0; j < PAIRS; j++) {
+            const __m256i r0 = _mm256_loadu_si256((const __m256i *)(s + (size_t)xs[2 * j][t] * 16));
+            const __m256i r1 = _mm256_loadu_si256((const __m256i *)(s + (size_t)xs[2 * j + 1][t] * 16));
+            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+            ae[j] = _mm512_dpwssd_epi32(ae[j], r, even);
+            ao[j] = _mm512_dpwssd_epi32(ao[j], r, odd);
+        }
+    }
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15,
+                                         31);
+    for (int j = 0; j < PAIRS; j++) {
+        __m512i v0 = _mm512_permutex2var_epi32(ae[j], lo, ao[j]);
+        __m512i v1 = _mm512_permutex2var_epi32(ae[j], hi, ao[j]);
+        int32_t *dst = out + 2 * j * 16;
+        if (init) {
+            v0 = _mm512_add_epi32(v0, _mm512_loadu_si512((const void *)dst));
+            v1 = _mm512_add_epi32(v1, _mm512_loadu_si512((const void *)(dst + 16)));
+        }
+        _mm512_storeu_si512((void *)dst, v0);
+        _mm512_storeu_si512((void *)(dst + 16), v1);
+    }
+}
+#define SIGNED_SLAB(a) ((a)->t16 && (a)->OB <= 32 && (a)->cols <= 256) /* permute-built */
 #else
 #define SIGNED_SLAB(a) 0
 #endif
@@ -457,7 +493,8 @@ static void run_tile(const mac_args *a, const uint8_t *x, const int64_t *off, co
     const int nv = a->OB / LANES;
 #ifdef SIGNED_SLAB_VECTORS
     if (SIGNED_SLAB(a)) {
-        tile16s_2(x, off, tap, ntap, (const int16_t *)slab, a->rows, out, init);
+        if (nv == 1) tile16s_1(x, off, tap, ntap, (const int16_t *)slab, a->rows, out, init);
+        else tile16s_2(x, off, tap, ntap, (const int16_t *)slab, a->rows, out, init);
         return;
     }
 #endif
