@@ -79,10 +79,11 @@ def main() -> None:
         for label, spec in specs.items():
             from axdnn.arith import get_multiplier
 
-            backends = ["native", "numba"] + (
-                ["lowrank"] if factorize(get_multiplier(spec).table) else []
-            )
-            for backend in [*backends, "auto"]:
+            # numba last: its own thread pool may still spin after it returns, which would slow
+            # whatever runs next
+            low_rank = ["lowrank"] if factorize(get_multiplier(spec).table) else []
+            backends = ["native", *low_rank, "auto", "numba"]
+            for backend in backends:
                 approx = approximate(model, Plan.uniform(spec, backend=backend), calib)
                 with torch.no_grad():
                     base, t, ratio = paired_times(
