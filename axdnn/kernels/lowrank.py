@@ -228,7 +228,7 @@ def conv2d(
     """
     device = x_idx.device
     impl = conv_impl if conv_impl != "auto" else ("gemm" if device.type == "cuda" else "conv")
-    plan, wg, bias = _conv_setup(x_idx.shape, w_idx, table, geom)
+    plan, wg, bias = _conv_setup(w_idx, table, geom)
     out_hw = geom.output_size(x_idx.shape[-2:])
     passes = _cpu_passes(table) if device.type == "cpu" else None
     if fused is None:
@@ -242,10 +242,9 @@ def conv2d(
     return out
 
 
-def _conv_setup(x_shape, w_idx: torch.Tensor, table: torch.Tensor, geom: ConvGeometry):
+def _conv_setup(w_idx: torch.Tensor, table: torch.Tensor, geom: ConvGeometry):
     """The plan for this reduction, the weights as (groups, out, in, kh, kw) int32 and the
     per-output constant K * const + sum_k col[w_k] (D-scaled)."""
-    c = x_shape[1]
     o, cg, kh, kw = w_idx.shape
     g = geom.groups
     plan = _plan_or_raise(table, cg, kh * kw)
@@ -255,7 +254,6 @@ def _conv_setup(x_shape, w_idx: torch.Tensor, table: torch.Tensor, geom: ConvGeo
     if factors.col.any():
         col = torch.from_numpy(factors.col).to(w_idx.device)
         bias += _lookup(col, wg).view(o, -1).sum(dim=1)
-    assert c == cg * g
     return plan, wg, bias
 
 
@@ -269,7 +267,7 @@ def conv2d_float(x, act, w_idx, table, geom: ConvGeometry, zero, scale, acc_bits
     quantize to indices, one float32 conv per chunk of atoms, and one output pass that applies
     the decomposition's constants, the zero points, saturation and the scale."""
     codes = native.quantize(x, act)
-    plan, wg, bias = _conv_setup(codes.shape, w_idx, table, geom)
+    plan, wg, bias = _conv_setup(w_idx, table, geom)
     out_hw = geom.output_size(codes.shape[-2:])
     layer = _LayerOut(zero, table.shape, weight_code_sums(w_idx, table.shape[1], zero), scale,
                       acc_bits)  # fmt: skip
