@@ -57,9 +57,18 @@ def train(
         str, typer.Option(help="Zoo name, package.module:factory or file.py:factory.")
     ],
     out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
-    data: Annotated[str, typer.Option(help="Dataset spec, e.g. digits, mnist:DIR.")] = "digits",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Dataset spec: digits (embedded), fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, "
+            "cifar100:DIR, folder:DIR, synthetic:CxHxW:CLASSES; each may end in :CxHxW."
+        ),
+    ] = "digits",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-2,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Learning rate; default: the model's (3e-3 for lenet5, else 1e-2)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
     seed: SeedOpt = 0,
@@ -69,10 +78,15 @@ def train(
 ) -> None:
     """Train a model on a dataset and save a checkpoint."""
     from axdnn.experiment.commands import render_train, run_train
+    from axdnn.models import default_lr
     from axdnn.train import TrainConfig
 
     config = TrainConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed
+        epochs=epochs,
+        lr=default_lr(model) if lr is None else lr,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        seed=seed,
     )
     record = run_train(model, data, out, config, device=device, progress=not quiet)
     _emit(record, as_json, render_train)

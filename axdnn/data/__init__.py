@@ -1,5 +1,5 @@
-"""Datasets: one spec string per source (digits, MNIST IDX, CIFAR-10/100, image folders,
-synthetic), loaded into a normalised train/val/test DatasetBundle."""
+"""Datasets: one spec string per source (digits, MNIST IDX, Fashion-MNIST, CIFAR-10/100, image
+folders, synthetic), loaded into a normalised train/val/test DatasetBundle."""
 
 from axdnn.data.api import load_dataset, make_loader
 from axdnn.data.bundle import DatasetBundle

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from axdnn.data.bundle import DatasetBundle
 from axdnn.data.cifar import load_cifar
 from axdnn.data.digits import load_digits_bundle
+from axdnn.data.fashion import load_fashion_mnist
 from axdnn.data.folder import load_folder
 from axdnn.data.idx import load_mnist
 from axdnn.data.spec import DataSpec, parse_spec
@@ -19,6 +20,7 @@ from axdnn.errors import ConfigError
 LOADERS: dict[str, Callable[[DataSpec, int], DatasetBundle]] = {
     "digits": load_digits_bundle,
     "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
     "cifar10": load_cifar,
     "cifar100": load_cifar,
     "folder": load_folder,

@@ -70,8 +70,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
 
 def _read_pair(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     image_name, label_name = MNIST_FILES[split]
-    image_path = find_file(folder, _candidates(image_name), f"MNIST {split} images")
-    label_path = find_file(folder, _candidates(label_name), f"MNIST {split} labels")
+    image_path = find_file(folder, _candidates(image_name), f"MNIST-format {split} images")
+    label_path = find_file(folder, _candidates(label_name), f"MNIST-format {split} labels")
     images = read_idx(image_path, IMAGE_MAGIC)
     labels = read_idx(label_path, LABEL_MAGIC)
     if len(images) != len(labels):
@@ -96,18 +96,24 @@ def load_mnist(spec: DataSpec, seed: int = 0) -> DatasetBundle:
     """Load `mnist:DIR[:CxHxW]`; val is a fixed stratified 10% of the training files."""
     del seed  # the split is fixed so results compare across seeds
     folder = _mnist_folder(require_dir(spec.path, spec.text))
+    return load_idx_folder(folder, spec, [str(d) for d in range(10)])
+
+
+def load_idx_folder(folder: Path, spec: DataSpec, class_names: list[str]) -> DatasetBundle:
+    """Build a bundle from the four MNIST-named IDX files in `folder` (any MNIST-format set:
+    MNIST, Fashion-MNIST, KMNIST); val is a fixed stratified 10% of the training files."""
     train_x, train_y = _read_pair(folder, "train")
     test_x, test_y = _read_pair(folder, "test")
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(
-            f"MNIST files in {str(folder)!r}: train images are "
+            f"IDX files in {str(folder)!r}: train images are "
             f"{list(train_x.shape[2:])} but test images {list(test_x.shape[2:])}"
         )
     train, val = split_off(train_x, train_y, (1 - MNIST_VAL_FRACTION, MNIST_VAL_FRACTION))
     return build_bundle(
         spec.text,
         {"train": train, "val": val, "test": (test_x, test_y)},
-        class_names=[str(d) for d in range(10)],
+        class_names=class_names,
         scale=255.0,
         shape=spec.shape,
     )

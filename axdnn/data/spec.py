@@ -1,5 +1,6 @@
 """Dataset spec strings: one grammar and one parser, so config files, the CLI and the API name data
-the same way (e.g. `digits:3x32x32`, `mnist:~/data/mnist`, `synthetic:3x32x32:10:2048`)."""
+the same way (e.g. `digits:3x32x32`, `mnist:~/data/mnist`, `fashion-mnist`,
+`synthetic:3x32x32:10:2048`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ Shape = tuple[int, int, int]
 SOURCE_FORMS: dict[str, str] = {
     "digits": "digits[:CxHxW]  scikit-learn 8x8 digits, embedded; C in {1,3}, H=W in {8,16,32}",
     "mnist": "mnist:DIR[:CxHxW]  MNIST-format IDX files (raw or .gz) in DIR",
+    "fashion-mnist": "fashion-mnist[:DIR][:CxHxW]  Fashion-MNIST IDX files; default DIR "
+    "$AXDNN_DATA/fashion-mnist, else /usr/share/datasets/fashion-mnist (Debian's "
+    "dataset-fashion-mnist)",
     "cifar10": "cifar10:DIR[:CxHxW]  CIFAR-10 python batches in DIR or DIR/cifar-10-batches-py",
     "cifar100": "cifar100:DIR[:CxHxW]  CIFAR-100 python files (fine labels) in DIR or "
     "DIR/cifar-100-python",
@@ -110,6 +114,9 @@ def parse_spec(spec: str) -> DataSpec:
         return DataSpec(text, source, shape=parse_shape(rest, text) if rest.strip() else None)
     if source == "synthetic":
         return _parse_synthetic(text, rest)
+    if source == "fashion-mnist" and (not rest.strip() or _SHAPE_LIKE.match(rest)):
+        # no directory: the loader looks in the default folders
+        return DataSpec(text, source, shape=parse_shape(rest, text) if rest.strip() else None)
     path, shape = _split_dir_shape(rest, text)
     if not path.strip():
         form = SOURCE_FORMS[source]

@@ -9,7 +9,7 @@ from axdnn.models.alexnet import AlexNetCifar
 from axdnn.models.digits import DigitsCNN
 from axdnn.models.lenet import LeNet5
 from axdnn.models.mobilenet import MobileNetV2Cifar
-from axdnn.models.registry import build_model, list_models, register_model
+from axdnn.models.registry import build_model, default_lr, list_models, register_model
 from axdnn.models.resnet import CifarResNet
 from axdnn.models.squeezenet import SqueezeNetCifar
 from axdnn.models.vgg import VGG
@@ -24,6 +24,7 @@ __all__ = [
     "VGG",
     "alexnet",
     "build_model",
+    "default_lr",
     "digits",
     "lenet",
     "list_models",

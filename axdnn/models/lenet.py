@@ -40,7 +40,9 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
-@register_model("lenet5")
+# Without batch norm, Adam at 1e-2 is on the edge: on Fashion-MNIST, 3 epochs reach 87.3-88.9%
+# over seeds 0-2 at 1e-2 and 88.8-89.7% at 3e-3 (1e-3 is too slow: 87.5% at seed 0).
+@register_model("lenet5", lr=3e-3)
 def lenet5(in_channels: int = 1, num_classes: int = 10) -> LeNet5:
-    """Classic LeNet-5 (61.7k parameters at 1 channel, 10 classes)."""
+    """Classic LeNet-5 (61.7k parameters at 1 channel, 10 classes), no batch norm."""
     return LeNet5(in_channels, num_classes)

@@ -20,10 +20,14 @@ Factory = Callable[..., nn.Module]
 F = TypeVar("F", bound=Factory)
 
 _REGISTRY: dict[str, Factory] = {}
+_LEARNING_RATES: dict[str, float] = {}
+DEFAULT_LR = 1e-2
+"""Adam learning rate of a model that names none: what the zoo's batch-norm models train with."""
 
 
-def register_model(name: str) -> Callable[[F], F]:
-    """Decorator registering a factory `f(in_channels, num_classes, **kwargs) -> nn.Module`."""
+def register_model(name: str, lr: float | None = None) -> Callable[[F], F]:
+    """Decorator registering a factory `f(in_channels, num_classes, **kwargs) -> nn.Module`;
+    `lr` is the Adam learning rate it trains best with when the user gives none."""
     if not isinstance(name, str) or not name or ":" in name or name != name.strip():
         raise ModelError(
             f"register_model: invalid model name {name!r}; expected a non-empty string without "
@@ -38,6 +42,8 @@ def register_model(name: str) -> Callable[[F], F]:
                 f"{_qualname(existing)}; cannot register {_qualname(factory)} under it"
             )
         _REGISTRY[name] = factory
+        if lr is not None:
+            _LEARNING_RATES[name] = lr
         return factory
 
     return decorator
@@ -46,6 +52,12 @@ def register_model(name: str) -> Callable[[F], F]:
 def list_models() -> list[str]:
     """Names of the registered zoo models, sorted."""
     return sorted(_REGISTRY)
+
+
+def default_lr(name: str) -> float:
+    """The learning rate a model trains with when none is given (DEFAULT_LR unless registered
+    with its own, e.g. LeNet-5, which has no batch norm and diverges at DEFAULT_LR)."""
+    return _LEARNING_RATES.get(name.strip() if isinstance(name, str) else name, DEFAULT_LR)
 
 
 def build_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module:

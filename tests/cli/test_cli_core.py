@@ -144,5 +144,14 @@ def test_demo_into_a_file_path_is_a_clear_error(capsys, tmp_path):
 def test_unwritable_output_is_a_clear_error(capsys, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    args = ("train", "--model", "digits_cnn", "--epochs", "0", "--out", str(blocker / "ck.pt"), "-q")
+    args = (
+        "train",
+        "--model",
+        "digits_cnn",
+        "--epochs",
+        "0",
+        "--out",
+        str(blocker / "ck.pt"),
+        "-q",
+    )
     assert_clean_error(run_cli(capsys, *args), "blocker")

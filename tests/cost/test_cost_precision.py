@@ -49,28 +49,38 @@ def test_float_widths_interpolate_between_fp16_and_fp32():
     assert float_mul_energy(23) == pytest.approx(T.fp32_mul)
     energies = [float_mul_energy(m) for m in range(0, 24)]
     assert all(a < b for a, b in zip(energies, energies[1:], strict=False))
-    bf16 = precision_from_profile(profile(weight_bits=16, act_bits=16, arith="float",
-                                          exp_bits=8, man_bits=7))
+    bf16 = precision_from_profile(
+        profile(weight_bits=16, act_bits=16, arith="float", exp_bits=8, man_bits=7)
+    )
     assert bf16.arith == "fp16"
     assert bf16.mul_energy_scale * T.fp16_mul == pytest.approx(float_mul_energy(7))
-    wide = precision_from_profile(profile(weight_bits=20, act_bits=20, arith="float",
-                                          exp_bits=8, man_bits=11))
+    wide = precision_from_profile(
+        profile(weight_bits=20, act_bits=20, arith="float", exp_bits=8, man_bits=11)
+    )
     assert wide.arith == "fp32"
     assert wide.mul_energy_scale * T.fp32_mul == pytest.approx(float_mul_energy(11))
 
 
 def test_fpec_compensation_adds_memory_bits_and_sparse_products():
     plain = precision_from_profile(profile(weight_bits=4, act_bits=4))
-    fpec = profile(weight_bits=4, act_bits=4, weight_extra_bits=3, act_extra_bits=3,
-                   weight_comp_bits=2, act_comp_bits=2, weight_comp_fraction=0.5,
-                   act_comp_fraction=0.25)
+    fpec = profile(
+        weight_bits=4,
+        act_bits=4,
+        weight_extra_bits=3,
+        act_extra_bits=3,
+        weight_comp_bits=2,
+        act_comp_bits=2,
+        weight_comp_fraction=0.5,
+        act_comp_fraction=0.25,
+    )
     p = precision_from_profile(fpec)
     assert (p.weight_bits, p.act_bits, p.extra_bits_per_value) == (4, 4, 3)
     comp = 0.75 * (T.int_mul(4, 2) + T.int_add(6))
     assert p.mul_energy_scale * T.int_mul(4, 4) == pytest.approx(T.int_mul(4, 4) + comp)
     assert p.mul_energy_scale > plain.mul_energy_scale
-    none_compensated = precision_from_profile({**fpec, "weight_comp_fraction": 0.0,
-                                               "act_comp_fraction": 0.0})
+    none_compensated = precision_from_profile(
+        {**fpec, "weight_comp_fraction": 0.0, "act_comp_fraction": 0.0}
+    )
     assert none_compensated.mul_energy_scale == pytest.approx(1.0)
 
 
@@ -134,11 +144,18 @@ def test_cost_command_prices_a_format_checkpoint(tmp_path):
     plan = Plan(layers={"*": LayerSpec(weight_format="fxp:s1.3", act_format="fxp:s3.1")})
     approx = approximate(model, plan, torch.randn(4, 1, 8, 8))
     path = tmp_path / "ft.pt"
-    save_checkpoint(path, Checkpoint(
-        model_name="digits_cnn", model_kwargs={"in_channels": 1, "num_classes": 10, "width": 4},
-        state_dict=approx.state_dict(), data_spec="digits", input_shape=(1, 8, 8),
-        metrics={}, extra={"plan": plan.model_dump()},
-    ))
+    save_checkpoint(
+        path,
+        Checkpoint(
+            model_name="digits_cnn",
+            model_kwargs={"in_channels": 1, "num_classes": 10, "width": 4},
+            state_dict=approx.state_dict(),
+            data_spec="digits",
+            input_shape=(1, 8, 8),
+            metrics={},
+            extra={"plan": plan.model_dump()},
+        ),
+    )
     record = run_cost(checkpoint=path)
     layers = {x["name"]: x for x in record["energy"]["layers"]}
     assert layers["fc"]["precision"]["arith"] == "int"

@@ -92,7 +92,7 @@ def test_path_is_a_file(tmp_path):
 def test_missing_file(tmp_path):
     make_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(DataError, match="missing MNIST test labels") as err:
+    with pytest.raises(DataError, match="missing MNIST-format test labels") as err:
         load_dataset(f"mnist:{tmp_path}")
     assert "t10k-labels-idx1-ubyte.gz" in str(err.value)
 

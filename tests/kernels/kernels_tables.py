@@ -46,6 +46,7 @@ def column_truncation(k: int, bits: int = 8) -> torch.Tensor:
 
 def drum(k: int, bits: int = 8) -> torch.Tensor:
     """DRUM (Hashemi et al., ICCAD 2015): k leading bits from the leading one, LSB set to 1."""
+
     def approx(x: int) -> int:
         if x < 1 << k:
             return x

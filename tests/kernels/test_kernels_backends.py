@@ -47,8 +47,13 @@ def table_strategy():
     bits = st.integers(2, 8)
     return st.one_of(
         st.builds(lambda n, m, s: random_table(n, m, s), bits, bits, st.integers(0, 10**6)),
-        st.builds(lambda n, m, r, s: random_low_rank(n, m, r, s), bits, bits,
-                  st.integers(0, 4), st.integers(0, 10**6)),
+        st.builds(
+            lambda n, m, r, s: random_low_rank(n, m, r, s),
+            bits,
+            bits,
+            st.integers(0, 4),
+            st.integers(0, 10**6),
+        ),
         st.builds(lambda n, m, sg: exact(n, m, sg), bits, bits, st.booleans()),
         st.sampled_from([drum(4), column_truncation(8), operand_truncation(3)]),
     )
@@ -72,8 +77,9 @@ def conv_case(draw, table=None):
     h = draw(st.integers(geom.dilation[0] * (kh - 1) + 1, 7))
     w = draw(st.integers(geom.dilation[1] * (kw - 1) + 1, 7))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    x = torch.randint(0, table.shape[0], (draw(st.integers(1, 3)), cg * groups, h, w),
-                      generator=gen)
+    x = torch.randint(
+        0, table.shape[0], (draw(st.integers(1, 3)), cg * groups, h, w), generator=gen
+    )
     wt = torch.randint(0, table.shape[1], (og * groups, cg, kh, kw), generator=gen)
     pad_index = draw(st.integers(0, table.shape[0] - 1))
     return x, wt, table, geom, pad_index
@@ -95,8 +101,11 @@ def test_conv_backends_match_reference(case):
 
 
 @settings(max_examples=15, deadline=None)
-@given(conv_case(table=st.sampled_from([exact(8, 8), column_truncation(4),
-                                         random_low_rank(5, 5, 2, 2)])))
+@given(
+    conv_case(
+        table=st.sampled_from([exact(8, 8), column_truncation(4), random_low_rank(5, 5, 2, 2)])
+    )
+)
 def test_lowrank_torch_and_gemm_paths_match_reference(case):
     """The torch-ops and unfold + GEMM paths (CUDA's defaults) are exact too; checked on CPU."""
     x, w, table, geom, pad_index = case
@@ -121,9 +130,14 @@ def test_lowrank_numba_passes_match_reference(case):
 
 
 @settings(max_examples=30, deadline=None)
-@given(table_strategy(), st.integers(1, 5), st.integers(1, 40), st.integers(1, 5),
-       st.sampled_from([((), ()), ((2,), ()), ((3, 1), (2,)), ((1,), (4, 1))]),
-       st.integers(0, 10**6))
+@given(
+    table_strategy(),
+    st.integers(1, 5),
+    st.integers(1, 40),
+    st.integers(1, 5),
+    st.sampled_from([((), ()), ((2,), ()), ((3, 1), (2,)), ((1,), (4, 1))]),
+    st.integers(0, 10**6),
+)
 def test_matmul_backends_match_reference_with_broadcasting(table, m, k, n, batches, seed):
     gen = torch.Generator().manual_seed(seed)
     a = torch.randint(0, table.shape[0], (*batches[0], m, k), generator=gen)
@@ -179,8 +193,15 @@ def test_every_evoapprox_table_is_exact_on_every_backend(name):
 
 @pytest.mark.parametrize(
     "table,max_atoms",
-    [(exact(8, 8), 1), (exact(8, 8, True), 1), (drum(4), 1), (operand_truncation(2), 1),
-     (column_truncation(8), 8), (column_truncation(4), 8), (exact(3, 5, True), 1)],
+    [
+        (exact(8, 8), 1),
+        (exact(8, 8, True), 1),
+        (drum(4), 1),
+        (operand_truncation(2), 1),
+        (column_truncation(8), 8),
+        (column_truncation(4), 8),
+        (exact(3, 5, True), 1),
+    ],
 )
 def test_structured_tables_get_small_exact_decompositions(table, max_atoms):
     variants = factorize(table)
@@ -219,8 +240,12 @@ def test_dispatcher_prefers_lowrank_for_low_rank_and_a_gather_for_full_rank_tabl
 
 def test_unknown_backend_is_a_config_error_listing_the_choices():
     with pytest.raises(ConfigError) as info:
-        lut_linear(torch.zeros(2, 3, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long),
-                   exact(4, 4), backend="fastest")
+        lut_linear(
+            torch.zeros(2, 3, dtype=torch.long),
+            torch.zeros(4, 3, dtype=torch.long),
+            exact(4, 4),
+            backend="fastest",
+        )
     for name in list_backends():
         assert name in str(info.value)
 
@@ -230,9 +255,13 @@ def test_out_of_range_indices_are_rejected_before_any_kernel_runs():
     with pytest.raises(ShapeError, match="0..15"):
         lut_matmul(torch.full((2, 3), 16), torch.zeros(3, 2, dtype=torch.long), table)
     with pytest.raises(ShapeError, match="pad_index"):
-        lut_conv2d(torch.zeros(1, 1, 3, 3, dtype=torch.long),
-                   torch.zeros(1, 1, 3, 3, dtype=torch.long), table, ConvGeometry.of(3),
-                   pad_index=99)
+        lut_conv2d(
+            torch.zeros(1, 1, 3, 3, dtype=torch.long),
+            torch.zeros(1, 1, 3, 3, dtype=torch.long),
+            table,
+            ConvGeometry.of(3),
+            pad_index=99,
+        )
 
 
 @pytest.mark.gpu
@@ -279,8 +308,9 @@ def test_uint8_indices_skip_the_range_check_but_stay_exact():
 @pytest.mark.skipif(not gather_cpu.available(), reason="needs numba")
 @pytest.mark.parametrize("fuse_bytes", [0, 1 << 30])
 @pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
-def test_numba_3x3_paths_nine_tap_and_row_fused_are_exact(monkeypatch, fuse_bytes, stride,
-                                                          dilation):
+def test_numba_3x3_paths_nine_tap_and_row_fused_are_exact(
+    monkeypatch, fuse_bytes, stride, dilation
+):
     """3x3 kernels run with all nine taps fused or three per kernel row; both are exact."""
     monkeypatch.setattr(gather_cpu, "FUSE9_BYTES", fuse_bytes)
     table = random_table(8, 8, 9, lo=0, hi=1 << 16)

@@ -62,20 +62,24 @@ def conv_case(draw):
 @given(conv_case())
 def test_reference_conv_matches_naive_loops(case):
     x, w, table, geom, pad_index = case
-    assert torch.equal(reference.conv2d(x, w, table, geom, pad_index),
-                       naive_conv(x, w, table, geom, pad_index))
+    assert torch.equal(
+        reference.conv2d(x, w, table, geom, pad_index), naive_conv(x, w, table, geom, pad_index)
+    )
 
 
 def naive_matmul(a, b, table) -> torch.Tensor:
     m, k = a.shape
     n = b.shape[1]
-    return torch.tensor([[sum(int(table[a[i, q], b[q, j]]) for q in range(k))
-                          for j in range(n)] for i in range(m)], dtype=torch.int64).view(m, n)
+    return torch.tensor(
+        [[sum(int(table[a[i, q], b[q, j]]) for q in range(k)) for j in range(n)] for i in range(m)],
+        dtype=torch.int64,
+    ).view(m, n)
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.integers(0, 10**6),
-       st.booleans())
+@given(
+    st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.integers(0, 10**6), st.booleans()
+)
 def test_reference_matmul_and_linear_match_naive_loops(m, k, n, seed, batched):
     table = random_table(3, 4, seed)
     gen = torch.Generator().manual_seed(seed)

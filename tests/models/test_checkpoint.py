@@ -23,7 +23,12 @@ def make(tmp_path, **changes):
 def test_round_trip_restores_everything(tmp_path):
     model, path = make(tmp_path)
     ck = load_checkpoint(path)
-    assert (ck.model_name, ck.data_spec, ck.input_shape, ck.metrics) == ("lenet5", "digits:1x16x16", (1, 16, 16), {"test_top1": 0.5})
+    assert (ck.model_name, ck.data_spec, ck.input_shape, ck.metrics) == (
+        "lenet5",
+        "digits:1x16x16",
+        (1, 16, 16),
+        {"test_top1": 0.5},
+    )
     rebuilt = ck.build()
     x = torch.randn(2, 1, 16, 16)
     model.eval()
@@ -36,7 +41,9 @@ def test_loading_is_weights_only(tmp_path):
             return (print, ("pwned",))
 
     path = tmp_path / "evil.pt"
-    torch.save({"format": 1, "model": "lenet5", "model_kwargs": {}, "state_dict": {}, "x": Evil()}, path)
+    torch.save(
+        {"format": 1, "model": "lenet5", "model_kwargs": {}, "state_dict": {}, "x": Evil()}, path
+    )
     with pytest.raises(CheckpointError, match="corrupt or not an axdnn checkpoint"):
         load_checkpoint(path)
 

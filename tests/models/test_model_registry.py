@@ -48,6 +48,7 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> dict:
     """A copy of the registry so test registrations do not leak."""
     copy = dict(registry._REGISTRY)
     monkeypatch.setattr(registry, "_REGISTRY", copy)
+    monkeypatch.setattr(registry, "_LEARNING_RATES", dict(registry._LEARNING_RATES))
     return copy
 
 
@@ -202,3 +203,12 @@ def test_malformed_specs(spec: str) -> None:
 def test_bad_channel_and_class_counts(in_channels: object, num_classes: object, bad: str) -> None:
     with pytest.raises(ModelError, match=bad):
         build_model("resnet20", in_channels, num_classes)  # type: ignore[arg-type]
+
+
+def test_default_learning_rate(isolated_registry: dict) -> None:
+    @register_model("with_lr", lr=5e-4)
+    def with_lr(in_channels: int, num_classes: int) -> nn.Module:
+        return nn.Linear(in_channels, num_classes)
+
+    assert registry.default_lr("with_lr") == 5e-4
+    assert registry.default_lr("pkg.module:factory") == registry.DEFAULT_LR

@@ -3,12 +3,14 @@ and exposes every multiplication as its own nn.Conv2d / nn.Linear module."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.fx
 from torch import nn
 
-from axdnn.models import build_model, list_models
+from axdnn.models import build_model, default_lr, list_models
 
 ZOO = {
     "digits_cnn",
@@ -216,3 +218,24 @@ def test_models_trace_with_torch_fx(name: str) -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(graph(x), model(x))
+
+
+def _doc_rows():
+    """(model, has batch norm, default lr) from docs/models.md's table."""
+    doc = Path(__file__).parents[2] / "docs" / "models.md"
+    rows = []
+    for line in doc.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            rows.append((cells[0].strip("`"), cells[1] == "yes", float(cells[3])))
+    return rows
+
+
+def test_models_doc_says_which_models_have_batch_norm():
+    rows = _doc_rows()
+    assert sorted(name for name, _, _ in rows) == list_models()
+    for name, documented_bn, documented_lr in rows:
+        model = build_model(name, in_channels=3, num_classes=10)
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        assert has_bn == documented_bn, name
+        assert default_lr(name) == documented_lr, name

@@ -15,7 +15,9 @@ def _grads(model, x):
 
 def test_table_gradient_of_the_exact_table_is_the_straight_through_gradient():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 9, 4))
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 9, 4)
+    )
     x = torch.randn(5, 2, 6, 6)
     for domain in ("u8", "s8"):
         ste = approximate(model, Plan.uniform(f"exact@{domain}", gradient="ste"), x)
@@ -38,7 +40,9 @@ def test_table_gradient_differs_for_an_approximate_table():
 
 def test_smoothed_difference_of_a_linear_function_is_its_slope():
     rows = torch.arange(16.0)[:, None] * torch.tensor([[2.0, -3.0]])
-    torch.testing.assert_close(smoothed_difference(rows, 2), torch.tensor([[2.0, -3.0]]).expand(16, 2).double())
+    torch.testing.assert_close(
+        smoothed_difference(rows, 2), torch.tensor([[2.0, -3.0]]).expand(16, 2).double()
+    )
 
 
 def test_difference_factors_reconstruct_a_low_rank_difference_table():

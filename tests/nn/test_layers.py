@@ -28,9 +28,12 @@ def hand_int_conv(xq, wq, stride, padding, dilation, groups):
         g = oc // og
         for i in range(oh):
             for j in range(ow):
-                patch = xp[:, g * cg : (g + 1) * cg,
-                           i * stride : i * stride + dilation * (kh - 1) + 1 : dilation,
-                           j * stride : j * stride + dilation * (kw - 1) + 1 : dilation]
+                patch = xp[
+                    :,
+                    g * cg : (g + 1) * cg,
+                    i * stride : i * stride + dilation * (kh - 1) + 1 : dilation,
+                    j * stride : j * stride + dilation * (kw - 1) + 1 : dilation,
+                ]
                 out[:, oc, i, j] = (patch * wq[oc]).sum(dim=(1, 2, 3))
     return out
 
@@ -42,12 +45,16 @@ def _qrange(layer, which):
 
 
 CONV_OPTIONS = list(
-    itertools.product([1, 2], [0, 1, 2], [1, 2], [1, 2], [True, False], [True, False], ["u8", "s8", "u4"])
+    itertools.product(
+        [1, 2], [0, 1, 2], [1, 2], [1, 2], [True, False], [True, False], ["u8", "s8", "u4"]
+    )
 )
 
 
 @pytest.mark.parametrize("stride,padding,dilation,groups,bias,per_channel,domain", CONV_OPTIONS)
-def test_exact_table_conv_matches_integer_conv(stride, padding, dilation, groups, bias, per_channel, domain):
+def test_exact_table_conv_matches_integer_conv(
+    stride, padding, dilation, groups, bias, per_channel, domain
+):
     torch.manual_seed(stride * 100 + padding * 10 + dilation + groups)
     conv = nn.Conv2d(4, 6, 3, stride, padding, dilation, groups, bias=bias)
     x = torch.randn(2, 4, 7, 7)
@@ -69,19 +76,24 @@ def test_exact_table_conv_matches_integer_conv(stride, padding, dilation, groups
 
 
 @pytest.mark.parametrize(
-    "domain,per_channel,bias", list(itertools.product(["u8", "s8", "s5"], [True, False], [True, False]))
+    "domain,per_channel,bias",
+    list(itertools.product(["u8", "s8", "s5"], [True, False], [True, False])),
 )
 def test_exact_table_linear_matches_integer_matmul_over_leading_dims(domain, per_channel, bias):
     torch.manual_seed(1)
     lin = nn.Linear(9, 5, bias=bias)
     x = torch.randn(3, 4, 9)
-    model = approximate(nn.Sequential(lin), Plan.uniform(f"exact@{domain}", per_channel=per_channel), x)
+    model = approximate(
+        nn.Sequential(lin), Plan.uniform(f"exact@{domain}", per_channel=per_channel), x
+    )
     layer = model[0]
     assert isinstance(layer, ApproxLinear)
     xs, xz = layer.act_scale, layer.act_zero
     ws, wz = layer.weight_qparams()
     xq = hand_codes(x, xs, xz, *_qrange(layer, "a")) - xz
-    wq = hand_codes(lin.weight, ws.view(-1, 1), wz.view(-1, 1), *_qrange(layer, "b")) - wz.view(-1, 1)
+    wq = hand_codes(lin.weight, ws.view(-1, 1), wz.view(-1, 1), *_qrange(layer, "b")) - wz.view(
+        -1, 1
+    )
     acc = torch.zeros(3, 4, 5, dtype=torch.int64)
     for o in range(5):
         acc[..., o] = (xq * wq[o]).sum(-1)
@@ -103,15 +115,23 @@ def test_approximate_leaves_the_original_untouched():
 
 @pytest.mark.parametrize(
     "spec,acc_bits,width",
-    [("mitchell", None, 3), ("mitchell", 16, 40), ("drum:4@s8", None, 40), ("trunc:5@u4", 12, 20),
-     ("udm", None, 40)],
+    [
+        ("mitchell", None, 3),
+        ("mitchell", 16, 40),
+        ("drum:4@s8", None, 40),
+        ("trunc:5@u4", 12, 20),
+        ("udm", None, 40),
+    ],
 )
 def test_training_and_eval_forward_agree(spec, acc_bits, width):
     """Inference (fused float chain) and the autograd forward give the same numbers, bit for bit."""
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(2, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, groups=2 if width % 2 == 0 else 1),
-        nn.Flatten(), nn.Linear(width * 16, 4),
+        nn.Conv2d(2, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, groups=2 if width % 2 == 0 else 1),
+        nn.Flatten(),
+        nn.Linear(width * 16, 4),
     )
     x = torch.randn(5, 2, 6, 6)
     approx = approximate(model, Plan.uniform(spec, acc_bits=acc_bits), x)

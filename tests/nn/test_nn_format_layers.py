@@ -38,8 +38,13 @@ def test_fpec_linear_computes_the_compensated_mac():
     lin = nn.Linear(6, 3)
     layer = FormatLinear.from_float(lin, "fpec:s1.3,c=1", "fpec:s3.2,c=2")
     x = torch.randn(4, 6)
-    want = slow_compensated_linear(x, lin.weight.detach(), lin.bias.detach(),
-                                   parse_format("fpec:s3.2,c=2"), parse_format("fpec:s1.3,c=1"))
+    want = slow_compensated_linear(
+        x,
+        lin.weight.detach(),
+        lin.bias.detach(),
+        parse_format("fpec:s3.2,c=2"),
+        parse_format("fpec:s1.3,c=1"),
+    )
     assert torch.allclose(layer(x).double(), want, atol=1e-5)
 
 
@@ -72,11 +77,13 @@ def test_fixed_point_layer_quantizes_both_operands_and_passes_gradients():
 
 
 def test_plan_routes_formats_and_reports_them():
-    plan = Plan(layers={
-        "*": LayerSpec(weight_format="fxp:s1.7", act_format="fxp:s4.4"),
-        "3": LayerSpec(multiplier="exact"),
-        "0": LayerSpec(act_format="fp8_e4m3"),
-    })
+    plan = Plan(
+        layers={
+            "*": LayerSpec(weight_format="fxp:s1.7", act_format="fxp:s4.4"),
+            "3": LayerSpec(multiplier="exact"),
+            "0": LayerSpec(act_format="fp8_e4m3"),
+        }
+    )
     approx = approximate(small_model(), plan, torch.randn(8, 2, 5, 5))
     assert isinstance(approx[0], FormatConv2d) and approx[0].weight_format is None
     assert type(approx[3]).__name__ == "ApproxLinear"
@@ -145,10 +152,12 @@ def test_state_dict_reloads_into_an_uncalibrated_rebuild():
 
 
 def test_hardware_profiles_describe_formats_and_multipliers():
-    plan = Plan(layers={
-        "0": LayerSpec(weight_format="fpec:s1.4,c=1", act_format="fpec:u3.3,c=2"),
-        "3": LayerSpec(multiplier="drum:4@u8"),
-    })
+    plan = Plan(
+        layers={
+            "0": LayerSpec(weight_format="fpec:s1.4,c=1", act_format="fpec:u3.3,c=2"),
+            "3": LayerSpec(multiplier="drum:4@u8"),
+        }
+    )
     approx = approximate(small_model(), plan, torch.relu(torch.randn(8, 2, 5, 5)))
     p = approx[0].hardware_profile()
     assert (p["weight_bits"], p["act_bits"], p["arith"]) == (5, 6, "int")

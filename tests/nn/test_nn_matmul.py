@@ -30,7 +30,9 @@ def test_exact_table_is_integer_quantized_matmul(spec):
 def test_backends_agree_and_batch_dims_broadcast():
     torch.manual_seed(1)
     a, b = torch.rand(2, 1, 6, 9), torch.randn(3, 9, 5)
-    outs = [approx_matmul(a, b, "mitchell", backend=name) for name in ("reference", "torch", "auto")]
+    outs = [
+        approx_matmul(a, b, "mitchell", backend=name) for name in ("reference", "torch", "auto")
+    ]
     assert outs[0].shape == (2, 3, 6, 5)
     assert all(torch.equal(outs[0], o) for o in outs[1:])
     assert not torch.equal(outs[0], approx_matmul(a, b, "exact"))
@@ -48,7 +50,9 @@ def test_straight_through_gradients_match_the_dequantized_matmul():
     scheme = QuantScheme(m.a_bits, m.a_signed)
     sa, za = qparams(torch.tensor(-1.0), torch.tensor(1.0), scheme)
     qa = quantize_codes(a.detach(), sa, za, scheme)
-    inside = (a.detach() / sa + za >= scheme.qmin - 0.5) & (a.detach() / sa + za <= scheme.qmax + 0.5)
+    inside = (a.detach() / sa + za >= scheme.qmin - 0.5) & (
+        a.detach() / sa + za <= scheme.qmax + 0.5
+    )
     assert inside.any() and (~inside).any()  # some inputs are clipped by the given range
     assert torch.allclose(a.grad, (g @ ((qb - zb) * sb).T) * inside)
     assert torch.allclose(b.grad, ((qa - za) * sa).T @ g)

@@ -10,8 +10,11 @@ from axdnn.nn.quant import QuantScheme, code_index, qparams, quantize_codes
 
 @settings(max_examples=60, deadline=None)
 @given(
-    lo=st.floats(-100, 0), hi=st.floats(0.01, 100), bits=st.integers(2, 8),
-    signed=st.booleans(), symmetric=st.booleans(),
+    lo=st.floats(-100, 0),
+    hi=st.floats(0.01, 100),
+    bits=st.integers(2, 8),
+    signed=st.booleans(),
+    symmetric=st.booleans(),
 )
 def test_qparams_cover_the_range_and_zero_is_exact(lo, hi, bits, signed, symmetric):
     scheme = QuantScheme(bits, signed, symmetric)
@@ -28,7 +31,12 @@ def test_qparams_cover_the_range_and_zero_is_exact(lo, hi, bits, signed, symmetr
 
 def test_codes_round_half_to_even_and_saturate():
     scheme = QuantScheme(4, signed=True)
-    codes = quantize_codes(torch.tensor([0.5, 1.5, 2.5, -0.5, 100.0, -100.0]), torch.tensor(1.0), torch.tensor(0), scheme)
+    codes = quantize_codes(
+        torch.tensor([0.5, 1.5, 2.5, -0.5, 100.0, -100.0]),
+        torch.tensor(1.0),
+        torch.tensor(0),
+        scheme,
+    )
     assert codes.tolist() == [0, 2, 2, 0, 7, -8]
 
 
@@ -58,7 +66,10 @@ def test_percentile_observer_ignores_rare_outliers():
 def test_mse_observer_lowers_quantization_error_on_heavy_tails():
     torch.manual_seed(1)
     x = torch.distributions.StudentT(2.0).sample((50_000,))
-    scheme_mm, scheme_mse = QuantScheme(4, signed=True, symmetric=True), QuantScheme(4, signed=True, symmetric=True, observer="mse")
+    scheme_mm, scheme_mse = (
+        QuantScheme(4, signed=True, symmetric=True),
+        QuantScheme(4, signed=True, symmetric=True, observer="mse"),
+    )
 
     def mse(scheme):
         obs = Observer(scheme)

@@ -8,8 +8,11 @@ from axdnn.nn import ApproxConv2d, LayerSpec, Plan, approximate
 
 def small_model():
     return nn.Sequential(
-        nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv1d(2, 2, 1) if False else nn.Identity(),
-        nn.Flatten(), nn.Linear(2 * 6 * 6, 3),
+        nn.Conv2d(1, 2, 3),
+        nn.ReLU(),
+        nn.Conv1d(2, 2, 1) if False else nn.Identity(),
+        nn.Flatten(),
+        nn.Linear(2 * 6 * 6, 3),
     )
 
 
@@ -24,14 +27,20 @@ def test_last_matching_pattern_wins_and_null_keeps_float():
 
 
 def test_unnamed_layers_are_reported_exact_with_reason():
-    approx = approximate(small_model(), Plan(layers={"0": LayerSpec(multiplier="mitchell")}), torch.randn(3, 1, 8, 8))
+    approx = approximate(
+        small_model(), Plan(layers={"0": LayerSpec(multiplier="mitchell")}), torch.randn(3, 1, 8, 8)
+    )
     (record,) = approx.approximation.exact
     assert record.name == "4" and record.reason == "no plan pattern names it"
 
 
 def test_pattern_matching_no_layer_lists_layer_names():
     with pytest.raises(ConfigError, match=r"matches no layer.*0, 4"):
-        approximate(small_model(), Plan(layers={"conv*": LayerSpec(multiplier="exact")}), torch.randn(2, 1, 8, 8))
+        approximate(
+            small_model(),
+            Plan(layers={"conv*": LayerSpec(multiplier="exact")}),
+            torch.randn(2, 1, 8, 8),
+        )
 
 
 def test_unsupported_layer_named_by_plan_is_an_error():

@@ -56,7 +56,10 @@ def test_score_logits_metrics_by_hand():
     assert result.top5 == 1.0
 
 
-@pytest.mark.parametrize("kwargs", [{"epochs": -1}, {"lr": 0}, {"batch_size": 0}, {"optimizer": "lamb"}, {"schedule": "step"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"epochs": -1}, {"lr": 0}, {"batch_size": 0}, {"optimizer": "lamb"}, {"schedule": "step"}],
+)
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ConfigError):
         TrainConfig(**kwargs)
