@@ -40,15 +40,69 @@ def _emit(record: dict[str, Any], as_json: bool, render) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("axdnn-demo"),
-    device: DeviceOpt = "auto",
+    out: Annotated[Path, typer.Option(help="Folder for the demo's run.")] = Path("axdnn-demo"),
+    show: Annotated[bool, typer.Option("--show", help="Print the demo's experiment file.")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train digits_cnn on the embedded digits data, evaluate it and cost it."""
-    from axdnn.experiment.demo import render_demo, run_demo
+    """Run the shipped demo experiment (digits_cnn on the embedded digits data) and write its
+    report."""
+    from axdnn.experiment.demo import demo_text, render_demo, run_demo
 
-    _emit(run_demo(out, device=device, progress=not quiet), as_json, render_demo)
+    if show:
+        typer.echo(demo_text(), nl=False)
+        return
+    say = _say(quiet or as_json)
+    _emit(run_demo(out, device=device, progress=not quiet, say=say), as_json, render_demo)
+
+
+def _say(quiet: bool):
+    return (lambda _line: None) if quiet else (lambda line: typer.echo(line, err=True))
+
+
+@app.command()
+def run(
+    file: Annotated[Path | None, typer.Argument(help="Experiment file (YAML).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder; default: axdnn-runs/<experiment name>.")
+    ] = None,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the JSON Schema of experiment files.")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="Override the file's device.")] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run an experiment file's steps (finished ones are cached), then write its HTML report."""
+    from axdnn.errors import ConfigError
+    from axdnn.experiment.runner import render_run, run_experiment
+    from axdnn.experiment.schema import experiment_schema, load_experiment
+
+    if schema:
+        typer.echo(json.dumps(experiment_schema(), indent=2))
+        return
+    if file is None:
+        raise ConfigError("axdnn run needs an experiment file (or --schema)")
+    folder = out or Path("axdnn-runs") / load_experiment(file).name
+    say = _say(quiet or as_json)
+    result = run_experiment(file, folder, not quiet, say, device=device)
+    _emit(result, as_json, render_run)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `axdnn run`.")],
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file; default: RUN_DIR/report.html.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the self-contained HTML report of a run folder from its records alone."""
+    from axdnn.report import build_report
+
+    path = build_report(run_dir, out)
+    _emit({"report": str(path)}, as_json, lambda r: f"report: {r['report']}")
 
 
 @app.command()

@@ -252,3 +252,25 @@ def render_multipliers_show(record: dict) -> str:
     lines += [f"  {k:<14} {v}" for k, v in record["metrics"].items()]
     lines += [f"  plot: {p}" for p in record["plots"].values()]
     return "\n".join(lines)
+
+
+def configuration_energy(checkpoint: Path, plan: Path | None, multiplier: str | None) -> dict:
+    """Energy of one inference of the checkpoint's model under a plan (float when neither plan
+    nor multiplier is given), from the cost model: totals in pJ."""
+    from axdnn.cost import count_ops, estimate_energy, precision_from_model
+    from axdnn.experiment.common import build_from_checkpoint
+    from axdnn.models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    model = build_from_checkpoint(ck)
+    chosen = resolve_plan(plan, multiplier)
+    # operations are counted on the float model (the same MACs); the precision of each layer
+    # is read from the uncalibrated approximate copy's hardware profiles
+    hardware = model if chosen is None else approximate(model, chosen, None)
+    ops = count_ops(model, tuple(ck.input_shape))
+    report = estimate_energy(ops, precision_from_model(hardware))
+    return {
+        "total_pj": report.total_pj,
+        "compute_pj": report.total_compute_pj,
+        "memory_pj": report.total_memory_pj,
+    }

@@ -1,96 +1,46 @@
-"""`axdnn demo`: the quick-start job on the embedded digits data.
-
-Trains digits_cnn, evaluates it, prints its per-layer cost, evaluates it on three approximate
-multipliers and fine-tunes it for one epoch on the one that hurts most; writes checkpoints and JSON
-records under the output folder.
-"""
+"""`axdnn demo`: the quick-start study, a shipped experiment file (`demo.yaml`, printed by
+`axdnn demo --show`) run over the embedded digits data, ending with its HTML report."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from axdnn.errors import ConfigError
-from axdnn.experiment.approx import render_finetune, run_approx_evaluate, run_finetune
-from axdnn.experiment.commands import render_cost, run_cost, run_evaluate, run_train
-from axdnn.train import TrainConfig
-from axdnn.train.finetune import FinetuneOptions
+from axdnn.experiment.runner import render_run, run_experiment, step_records
 
-DEMO_MODEL = "digits_cnn"
-DEMO_DATA = "digits"
-DEMO_CONFIG = TrainConfig(epochs=12, lr=1e-2, batch_size=64, optimizer="adam", seed=0)
-DEMO_MULTIPLIERS = ("drum:4@u8", "mitchell@u8", "trunc:8@u8")
-DEMO_FINETUNE = TrainConfig(epochs=1, lr=1e-3, batch_size=64, seed=0)
+DEMO_FILE = Path(__file__).with_name("demo.yaml")
 
 
-def _write(out: Path, name: str, record: dict) -> str:
-    path = out / name
-    path.write_text(json.dumps(record, indent=2))
-    return str(path)
+def demo_text() -> str:
+    """The demo's experiment file, as shipped."""
+    return DEMO_FILE.read_text()
 
 
-def run_demo(out: Path, device: str = "auto", progress: bool = True) -> dict:
-    """Run the demo pipeline and return what it measured, with the paths it wrote."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(
-            f"demo output folder {str(out)!r} exists and is not a folder; pick another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "digits_cnn.pt"
-    trained = run_train(DEMO_MODEL, DEMO_DATA, checkpoint, DEMO_CONFIG, device, progress)
-    evaluated = run_evaluate(checkpoint, device=device, progress=progress)
-    cost = run_cost(checkpoint=checkpoint)
-    approximate = [
-        run_approx_evaluate(checkpoint, multiplier=spec, device=device, progress=False)
-        for spec in DEMO_MULTIPLIERS
-    ]
-    worst = min(approximate, key=lambda r: r["top1"])
-    tuned = run_finetune(
-        checkpoint,
-        out / "finetuned.pt",
-        DEMO_FINETUNE,
-        FinetuneOptions(),
-        multiplier=worst["plan"]["layers"]["*"]["multiplier"],
-        device=device,
-        progress=progress,
-    )
-    files = {
-        "checkpoint": str(checkpoint),
-        "finetuned": tuned["checkpoint"],
-        "train": _write(out, "train.json", trained),
-        "evaluate": _write(out, "evaluate.json", evaluated),
-        "cost": _write(out, "cost.json", cost),
-        "approximate": _write(out, "approximate.json", {"runs": approximate}),
-        "finetune": _write(out, "finetune.json", tuned),
-    }
-    return {
-        "train": trained,
-        "evaluate": evaluated,
-        "cost": cost,
-        "approximate": approximate,
-        "finetune": tuned,
-        "files": files,
-    }
+def run_demo(out: Path, device: str | None = None, progress: bool = True, say=print) -> dict:
+    """Run (or resume) the demo experiment into `out`; the runner's summary plus step records."""
+    return run_experiment(DEMO_FILE, Path(out), progress, say, device=device)
 
 
-def render_demo(record: dict) -> str:
-    ev = record["evaluate"]
+def render_demo(result: dict) -> str:
+    """What the demo measured, read back from its records, then the run summary."""
+    records = step_records(Path(result["out"]))
+    train, evaluated = records["train"], records["evaluate"]["runs"]
+    tuned = records["finetune"]
     lines = [
-        f"axdnn demo: {DEMO_MODEL} on {DEMO_DATA}",
-        f"trained in {record['train']['train_seconds']:.1f} s; test top-1 {ev['top1']:.2%}, "
-        f"top-5 {ev['top5']:.2%}, loss {ev['loss']:.4f} ({ev['samples']} test images)",
-        "",
-        render_cost(record["cost"]),
-        "",
-        "on approximate multipliers (every conv/linear layer, 8-bit unsigned operands):",
+        f"axdnn demo: {train['model']} on {train['data']['spec']}",
+        f"trained in {train['train_seconds']:.1f} s; test top-1 {train['test']['top1']:.2%}",
+        "on approximate multipliers (every conv/linear layer):",
         *(
-            f"  {r['plan']['layers']['*']['multiplier']:<14} top-1 {r['top1']:.2%}"
-            f"  (drop {(r['float_top1'] - r['top1']) * 100:.2f} points)"
-            for r in record["approximate"]
+            f"  {r['label']:<14} top-1 {r['top1']:.2%}"
+            + (
+                f"  (drop {(r['float_top1'] - r['top1']) * 100:.2f} points)"
+                if r.get("float_top1")
+                else ""
+            )
+            for r in evaluated
         ),
-        render_finetune(record["finetune"]),
+        f"fine-tuned on {tuned['plan']['layers']['*']['multiplier']}: top-1 "
+        f"{tuned['before_top1']:.2%} -> {tuned['after_top1']:.2%}",
         "",
-        "outputs: " + ", ".join(f"{k}={v}" for k, v in record["files"].items()),
+        render_run(result),
     ]
     return "\n".join(lines)

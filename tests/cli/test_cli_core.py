@@ -7,19 +7,23 @@ import torch
 from cli_support import assert_clean_error, run_cli, run_json
 
 
-def test_demo_trains_evaluates_costs_and_finetunes(capsys, tmp_path):
+def test_demo_runs_its_experiment_and_writes_the_report(capsys, tmp_path):
     out = tmp_path / "demo"
     code, text, err = run_cli(capsys, "demo", "--out", str(out), "-q")
     assert code == 0, err
-    assert "test top-1" in text and "total" in text and "fine-tuned" in text
-    evaluated = json.loads((out / "evaluate.json").read_text())
-    assert evaluated["top1"] >= 0.97
-    runs = json.loads((out / "approximate.json").read_text())["runs"]
-    assert len(runs) == 3 and all(r["top1"] <= r["float_top1"] for r in runs)
-    tuned = json.loads((out / "finetune.json").read_text())
+    assert "test top-1" in text and "fine-tuned" in text
+    assert text.strip().endswith(f"report: {out / 'report.html'}")
+    step = lambda name: json.loads((out / "steps" / f"{name}.json").read_text())["record"]  # noqa: E731
+    assert step("train")["test"]["top1"] >= 0.97
+    runs = step("evaluate")["runs"]
+    assert [r["label"] for r in runs] == ["float", "drum:4@u8", "mitchell@u8", "trunc:8@u8"]
+    assert all(r["top1"] <= r["float_top1"] for r in runs[1:])
+    tuned = step("finetune")
     assert tuned["after_top1"] > tuned["before_top1"]
-    assert json.loads((out / "cost.json").read_text())["cost"]["layers"]
-    assert (out / "digits_cnn.pt").is_file() and (out / "finetuned.pt").is_file()
+    assert step("cost")["cost"]["layers"] and step("resilience")["sensitivity"]["ranking"]
+    assert step("significance")["pruning"] and step("multipliers")["multipliers"]
+    html = (out / "report.html").read_text()
+    assert "demo" in html and "<svg" in html
 
 
 def test_train_writes_a_checkpoint_that_evaluate_reads(capsys, digits_checkpoint):

@@ -1,0 +1,297 @@
+"""The step kinds of experiment files: each one typed settings model whose `run` calls the same
+runner function as its CLI command, returning that command's JSON-ready record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from axdnn.errors import AxError, ConfigError
+from axdnn.experiment.schema import (
+    ExperimentHeader,
+    StepConfig,
+    reference,
+    register_step,
+    resolve_path,
+)
+
+
+def _checked(parse, what: str):
+    """A validator running the library's own parser, so a bad spec fails before any step runs."""
+
+    def check(value):
+        if value is None or reference(value) is not None:
+            return value
+        try:
+            parse(value)
+        except AxError as exc:
+            raise ValueError(f"bad {what}: {exc}") from None
+        return value
+
+    return AfterValidator(check)
+
+
+def _multiplier(spec: str) -> None:
+    from axdnn.arith import get_multiplier
+
+    get_multiplier(spec)
+
+
+def _error_model(spec: str) -> None:
+    from axdnn.inject import parse_error_model
+
+    parse_error_model(spec.replace("{m}", "1"))
+
+
+def _data(spec: str) -> None:
+    from axdnn.data import parse_spec
+
+    parse_spec(spec)
+
+
+MultiplierSpec = Annotated[str, _checked(_multiplier, "multiplier spec")]
+ErrorModelSpec = Annotated[str, _checked(_error_model, "error model")]
+DataSpecText = Annotated[str, _checked(_data, "dataset spec")]
+
+
+@dataclass
+class StepContext:
+    """What a step needs from the run: experiment defaults, its own folder, earlier records."""
+
+    header: ExperimentHeader
+    file: Path
+    step_dir: Path
+    progress: bool
+
+    def path(self, value: str | None) -> Path | None:
+        return None if value is None else resolve_path(self.file, value)
+
+
+class CheckpointStep(StepConfig):
+    """A step that works on a trained checkpoint: by default the latest earlier train step's,
+    else the experiment's `checkpoint`."""
+
+    checkpoint: str | None = Field(None, description="Path or ${step.checkpoint} reference.")
+    data: DataSpecText | None = Field(None, description="Dataset spec; default: the checkpoint's.")
+    PATHS = ("checkpoint",)
+
+
+@register_step
+class TrainStep(StepConfig):
+    """Train a model from scratch (`axdnn train`)."""
+
+    kind: Literal["train"] = "train"
+    model: str | None = Field(None, description="Default: the experiment's model.")
+    data: DataSpecText | None = Field(None, description="Default: the experiment's data.")
+    epochs: int = Field(10, ge=0)
+    lr: float | None = Field(None, gt=0, description="Default: the model's learning rate.")
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    OUTPUTS = ("checkpoint",)
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.experiment.commands import run_train
+        from axdnn.models import default_lr
+        from axdnn.train import TrainConfig
+
+        model = self.model or ctx.header.model
+        if model is None:
+            raise ConfigError(f"train step {self.step_name!r} names no model (and the file none)")
+        lr = default_lr(model) if self.lr is None else self.lr
+        config = TrainConfig(self.epochs, lr, self.batch_size, self.optimizer, seed=ctx.header.seed)
+        out = ctx.step_dir / "model.pt"
+        data = self.data or ctx.header.data
+        return run_train(model, data, out, config, ctx.header.device, ctx.progress)
+
+
+@register_step
+class EvaluateStep(CheckpointStep):
+    """Evaluate in float and on each multiplier or plan (`axdnn evaluate`), with the energy of
+    each configuration from the cost model."""
+
+    kind: Literal["evaluate"] = "evaluate"
+    multipliers: list[MultiplierSpec] = Field(default_factory=list, description="One run each.")
+    plans: list[str] = Field(default_factory=list, description="One run per plan file.")
+    include_float: bool = True
+    split: Literal["test", "val", "train"] = "test"
+    batch_size: int = Field(256, ge=1)
+    backend: str | None = None
+    PATHS = ("checkpoint", "plans")
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.experiment.approx import configuration_energy, run_approx_evaluate
+
+        checkpoint = ctx.path(self.checkpoint)
+        configs = [("float", None, None)] if self.include_float else []
+        configs += [(spec, None, spec) for spec in self.multipliers]
+        configs += [(Path(p).name, ctx.path(p), None) for p in self.plans]
+        runs = []
+        for label, plan, multiplier in configs:
+            record = run_approx_evaluate(
+                checkpoint,
+                self.data,
+                plan,
+                multiplier,
+                self.split,
+                self.batch_size,
+                ctx.header.device,
+                ctx.header.seed,
+                progress=False,
+                backend=self.backend if (plan or multiplier) else None,
+            )
+            record["label"] = label
+            record["energy"] = configuration_energy(checkpoint, plan, multiplier)
+            runs.append(record)
+        return {"checkpoint": str(checkpoint), "runs": runs}
+
+
+@register_step
+class CostStep(CheckpointStep):
+    """Per-layer MACs, parameters and energy of the checkpoint (`axdnn cost`)."""
+
+    kind: Literal["cost"] = "cost"
+    energy_table: str | None = None
+    memory: Literal["sram", "dram"] = "sram"
+    PATHS = ("checkpoint", "energy_table")
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.experiment.commands import run_cost
+
+        return run_cost(
+            checkpoint=ctx.path(self.checkpoint),
+            energy_table=ctx.path(self.energy_table),
+            memory=self.memory,
+        )
+
+
+@register_step
+class MultipliersStep(StepConfig):
+    """Characterise multipliers: error metrics, error heatmap and histogram (`axdnn multipliers
+    show`)."""
+
+    kind: Literal["multipliers"] = "multipliers"
+    specs: list[MultiplierSpec] = Field(min_length=1)
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.arith import get_multiplier
+        from axdnn.experiment.approx import run_multipliers_show
+        from axdnn.report.sections.multipliers import multiplier_error_summary
+
+        shown = []
+        for spec in self.specs:
+            record = run_multipliers_show(spec, ctx.step_dir)
+            record["error_summary"] = multiplier_error_summary(get_multiplier(spec))
+            shown.append(record)
+        return {"multipliers": shown}
+
+
+@register_step
+class FinetuneStep(CheckpointStep):
+    """Fine-tune with the approximate multipliers in the forward pass (`axdnn finetune`)."""
+
+    kind: Literal["finetune"] = "finetune"
+    multiplier: MultiplierSpec | None = None
+    plan: str | None = None
+    gradient: Literal["ste", "table"] | None = None
+    epochs: int = Field(3, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    distill: float = Field(0.0, ge=0, lt=1)
+    temperature: float = Field(4.0, gt=0)
+    hw_reg: float = Field(0.0, ge=0)
+    backend: str | None = None
+    OUTPUTS = ("checkpoint",)
+    PATHS = ("checkpoint", "plan")
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.experiment.approx import run_finetune
+        from axdnn.train import TrainConfig
+        from axdnn.train.finetune import FinetuneOptions
+
+        config = TrainConfig(
+            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=ctx.header.seed
+        )
+        options = FinetuneOptions(self.distill, self.temperature, self.hw_reg)
+        return run_finetune(
+            ctx.path(self.checkpoint),
+            ctx.step_dir / "finetuned.pt",
+            config,
+            options,
+            self.data,
+            ctx.path(self.plan),
+            self.multiplier,
+            self.gradient,
+            ctx.header.device,
+            ctx.progress,
+            backend=self.backend,
+        )
+
+
+@register_step
+class ResilienceStep(CheckpointStep):
+    """Per-layer sensitivity sweep and ranking, optionally a stored fault campaign that resumes
+    where an interrupted run stopped (`axdnn resilience`)."""
+
+    kind: Literal["resilience"] = "resilience"
+    sites: list[str] | None = None
+    error_model: ErrorModelSpec = "gaussian:{m},rel=std"
+    magnitudes: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0], min_length=1)
+    repeats: int = Field(2, ge=1)
+    split: Literal["test", "val", "train"] = "test"
+    limit: int | None = Field(None, ge=1)
+    campaign: ErrorModelSpec | None = Field(None, description="Error model of a fault campaign.")
+    trials: int | None = Field(None, ge=1)
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.experiment.resilience import run_resilience
+
+        return run_resilience(
+            ctx.path(self.checkpoint),
+            self.data,
+            ctx.step_dir,
+            self.sites,
+            self.error_model,
+            tuple(self.magnitudes),
+            self.repeats,
+            self.split,
+            self.limit,
+            self.campaign,
+            self.trials,
+            str(ctx.step_dir / "campaign.db"),
+            ctx.header.seed,
+            ctx.header.device,
+        )
+
+
+@register_step
+class SignificanceStep(CheckpointStep):
+    """Per-filter significance and significance-driven vs L1-norm pruning
+    (`axdnn significance`)."""
+
+    kind: Literal["significance"] = "significance"
+    layers: list[str] | None = None
+    error_model: ErrorModelSpec = "gaussian:1.0,rel=std"
+    threshold: float = Field(0.01, ge=0)
+    fractions: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.375, 0.5])
+    repeats: int = Field(1, ge=1)
+    limit: int | None = Field(None, ge=1)
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.experiment.resilience import run_significance
+
+        return run_significance(
+            ctx.path(self.checkpoint),
+            self.data,
+            ctx.step_dir,
+            self.layers,
+            self.error_model,
+            self.threshold,
+            self.repeats,
+            tuple(self.fractions),
+            self.limit,
+            ctx.header.seed,
+            ctx.header.device,
+        )

@@ -1,0 +1,81 @@
+"""A small but real run folder for the report tests: an experiment with every step kind, run on
+the embedded digits data by `axdnn run`'s runner, built once per session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from axdnn.experiment.runner import run_experiment
+
+EVAL_MULTIPLIERS = ("trunc:6", "drum:3")
+SEED = 0
+
+
+def write_step_record(run_dir: Path, name: str, kind: str, config: dict, record: dict, seconds=0.0):
+    """Write steps/<name>.json as the runner does (plain JSON)."""
+    stored = {
+        "name": name,
+        "kind": kind,
+        "config": config,
+        "inputs_hash": f"hash-{name}",
+        "seconds": seconds,
+        "record": record,
+    }
+    path = run_dir / "steps" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stored, indent=2, default=str))
+
+
+EXPERIMENT = f"""\
+name: "digits <study> & co"
+model: digits_cnn
+data: digits
+seed: {SEED}
+device: cpu
+steps:
+  - kind: train
+    epochs: 2
+    lr: 0.01
+  - kind: evaluate
+    multipliers: [{", ".join(EVAL_MULTIPLIERS)}]
+  - kind: cost
+  - kind: multipliers
+    specs: [drum:3]
+  - kind: finetune
+    multiplier: drum:3
+    epochs: 1
+  - kind: resilience
+    magnitudes: [0.5, 2.0]
+    repeats: 1
+    limit: 64
+    campaign: value:100
+    trials: 32
+  - kind: significance
+    fractions: [0.25, 0.5]
+    limit: 64
+"""
+
+
+def build_run_folder(run_dir: Path) -> Path:
+    """Run the small experiment above (every step kind once, on digits) with `axdnn run`'s
+    runner, without its report; returns run_dir."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    file = run_dir / "exp.yaml"
+    file.write_text(EXPERIMENT)
+    run_experiment(file, run_dir, progress=False, say=lambda _line: None, report=False)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def run_folder(tmp_path_factory) -> Path:
+    """The real run folder (built once per session; tests copy it before changing it)."""
+    return build_run_folder(tmp_path_factory.mktemp("report_run") / "run")
+
+
+@pytest.fixture
+def write_step():
+    """`write_step(run_dir, name, kind, config, record)`: add a step record to a run folder."""
+    return write_step_record
