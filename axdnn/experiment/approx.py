@@ -22,7 +22,7 @@ GRADIENT_CHOICES = ("ste", "table")
 
 
 def resolve_plan(
-    plan: Path | None,
+    plan: Path | Plan | None,
     multiplier: str | None,
     gradient: str | None = None,
     backend: str | None = None,
@@ -33,7 +33,7 @@ def resolve_plan(
         raise ConfigError("give either --plan or --multiplier, not both")
     overrides = {k: v for k, v in (("gradient", gradient), ("backend", backend)) if v is not None}
     if plan is not None:
-        loaded = Plan.load(plan)
+        loaded = plan if isinstance(plan, Plan) else Plan.load(plan)
         if not overrides:
             return loaded
         layers = {k: LayerSpec(**{**v.model_dump(), **overrides}) for k, v in loaded.layers.items()}
@@ -74,7 +74,7 @@ def _report(model: nn.Module) -> dict | None:
 def run_approx_evaluate(
     checkpoint: Path,
     data: str | None = None,
-    plan: Path | None = None,
+    plan: Path | Plan | None = None,
     multiplier: str | None = None,
     split: str = "test",
     batch_size: int = 256,
@@ -254,7 +254,9 @@ def render_multipliers_show(record: dict) -> str:
     return "\n".join(lines)
 
 
-def configuration_energy(checkpoint: Path, plan: Path | None, multiplier: str | None) -> dict:
+def configuration_energy(
+    checkpoint: Path, plan: Path | Plan | None, multiplier: str | None
+) -> dict:
     """Energy of one inference of the checkpoint's model under a plan (float when neither plan
     nor multiplier is given), from the cost model: totals in pJ."""
     from axdnn.cost import count_ops, estimate_energy, precision_from_model

@@ -122,30 +122,91 @@ class EvaluateStep(CheckpointStep):
     PATHS = ("checkpoint", "plans")
 
     def run(self, ctx: StepContext) -> dict:
-        from axdnn.experiment.approx import configuration_energy, run_approx_evaluate
-
-        checkpoint = ctx.path(self.checkpoint)
         configs = [("float", None, None)] if self.include_float else []
         configs += [(spec, None, spec) for spec in self.multipliers]
         configs += [(Path(p).name, ctx.path(p), None) for p in self.plans]
-        runs = []
-        for label, plan, multiplier in configs:
-            record = run_approx_evaluate(
-                checkpoint,
-                self.data,
-                plan,
-                multiplier,
-                self.split,
-                self.batch_size,
-                ctx.header.device,
-                ctx.header.seed,
-                progress=False,
-                backend=self.backend if (plan or multiplier) else None,
-            )
-            record["label"] = label
-            record["energy"] = configuration_energy(checkpoint, plan, multiplier)
-            runs.append(record)
-        return {"checkpoint": str(checkpoint), "runs": runs}
+        return evaluate_configurations(self, ctx, configs)
+
+
+def evaluate_configurations(step: CheckpointStep, ctx: StepContext, configs) -> dict:
+    """{checkpoint, runs}: one evaluation record (with `label` and `energy`) per (label, plan,
+    multiplier) configuration, float when both are None."""
+    from axdnn.experiment.approx import configuration_energy, run_approx_evaluate
+
+    checkpoint = ctx.path(step.checkpoint)
+    runs = []
+    for label, plan, multiplier in configs:
+        approximate = plan is not None or multiplier is not None
+        record = run_approx_evaluate(
+            checkpoint, step.data, plan, multiplier, step.split, step.batch_size,
+            ctx.header.device, ctx.header.seed, progress=False,
+            backend=step.backend if approximate else None,
+        )  # fmt: skip
+        record["label"] = label
+        record["energy"] = configuration_energy(checkpoint, plan, multiplier)
+        runs.append(record)
+    return {"checkpoint": str(checkpoint), "runs": runs}
+
+
+def _format(spec: str) -> None:
+    from axdnn.formats import parse_format
+
+    parse_format(spec)
+
+
+FormatSpec = Annotated[str, _checked(_format, "number format")]
+
+
+@register_step
+class FormatsStep(CheckpointStep):
+    """Number-format sweep: every conv/linear layer's weights (and inputs) in each format in
+    turn, e.g. fixed point against FPEC at equal bits; float first, with each one's energy."""
+
+    kind: Literal["formats"] = "formats"
+    formats: list[FormatSpec] = Field(min_length=1, description="e.g. fxp:s2.6, fpec:s2.4,c=1")
+    inputs: bool = Field(True, description="Inputs in the format too (else weights only).")
+    include_float: bool = True
+    split: Literal["test", "val", "train"] = "test"
+    batch_size: int = Field(256, ge=1)
+    backend: str | None = None
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.nn import LayerSpec, Plan
+
+        configs = [("float", None, None)] if self.include_float else []
+        for spec in self.formats:
+            layer = LayerSpec(weight_format=spec, act_format=spec if self.inputs else None)
+            configs.append((spec, Plan(layers={"*": layer}), None))
+        return evaluate_configurations(self, ctx, configs)
+
+
+@register_step
+class SelectionStep(CheckpointStep):
+    """Component selection: per layer, the cheapest candidate multiplier whose noise model keeps
+    predicted accuracy within the budget, verified by table simulation (ReD-CaNe)."""
+
+    kind: Literal["selection"] = "selection"
+    candidates: list[MultiplierSpec] = Field(min_length=1)
+    budget: float = Field(0.01, ge=0, lt=1, description="Allowed top-1 drop (0.01: 1 point).")
+    repeats: int = Field(3, ge=1)
+    calibration: int = Field(512, ge=1, description="Training images for the noise model.")
+    limit: int | None = Field(None, ge=1, description="Val/test images used (default: all).")
+
+    def run(self, ctx: StepContext) -> dict:
+        from axdnn.analysis import select_components
+        from axdnn.experiment.common import load_checkpoint_and_data
+
+        checkpoint = ctx.path(self.checkpoint)
+        _, model, bundle = load_checkpoint_and_data(checkpoint, self.data, ctx.header.seed)
+        model.eval()
+        (vx, vy), (tx, ty) = (split.tensors for split in (bundle.val, bundle.test))
+        n = self.limit
+        result = select_components(
+            model, self.candidates, bundle.train.tensors[0][: self.calibration], vx[:n], vy[:n],
+            self.budget, repeats=self.repeats, seed=ctx.header.seed,
+            verify_inputs=tx[:n], verify_labels=ty[:n],
+        )  # fmt: skip
+        return {"checkpoint": str(checkpoint), "data": bundle.spec, **result.to_dict()}
 
 
 @register_step

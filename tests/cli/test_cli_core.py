@@ -22,6 +22,8 @@ def test_demo_runs_its_experiment_and_writes_the_report(capsys, tmp_path):
     assert tuned["after_top1"] > tuned["before_top1"]
     assert step("cost")["cost"]["layers"] and step("resilience")["sensitivity"]["ranking"]
     assert step("significance")["pruning"] and step("multipliers")["multipliers"]
+    assert [r["label"] for r in step("formats")["runs"]] == ["float", "fxp:s2.2", "fpec:s2.2,c=1"]
+    assert step("selection")["real_accuracy"] is not None
     html = (out / "report.html").read_text()
     assert "demo" in html and "<svg" in html
 

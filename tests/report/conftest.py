@@ -56,6 +56,13 @@ steps:
   - kind: significance
     fractions: [0.25, 0.5]
     limit: 64
+  - kind: formats
+    formats: ["fxp:s2.2", "fpec:s2.2,c=1"]
+  - kind: selection
+    candidates: [drum:4@u8, trunc:6@u8]
+    repeats: 1
+    limit: 64
+    calibration: 128
 """
 
 

@@ -26,7 +26,10 @@ from axdnn.report import (
 from axdnn.report import html as report_html
 from axdnn.report.sections.multipliers import multiplier_error_summary
 
-KINDS = ("train", "evaluate", "cost", "multipliers", "finetune", "resilience", "significance")
+KINDS = (
+    "train", "evaluate", "cost", "multipliers", "finetune", "resilience", "significance",
+    "formats", "selection",
+)  # fmt: skip
 # the figures each section draws on the fixture run (each with its own table)
 FIGURES = {
     "train": 1,
@@ -36,6 +39,7 @@ FIGURES = {
     "finetune": 1,
     "resilience": 3,
     "significance": 2,
+    "formats": 2,
 }
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -119,7 +123,10 @@ def _save(run: Path, meta: dict) -> None:
 
 
 def test_every_step_kind_has_a_registered_section():
-    assert set(KINDS) <= set(registered_kinds())
+    from axdnn.experiment.schema import STEP_KINDS, experiment_model
+
+    experiment_model()  # registers the built-in kinds
+    assert set(KINDS) == set(STEP_KINDS) and set(STEP_KINDS) <= set(registered_kinds())
 
 
 def test_report_is_self_contained(page):
