@@ -271,8 +271,11 @@ def configuration_energy(
     hardware = model if chosen is None else approximate(model, chosen, None)
     ops = count_ops(model, tuple(ck.input_shape))
     report = estimate_energy(ops, precision_from_model(hardware))
+    specs = {spec.multiplier for spec in chosen.layers.values()} if chosen else set()
+    unpriced = sorted(s for s in specs - {None} if get_multiplier(s).power_mw is None)
     return {
         "total_pj": report.total_pj,
         "compute_pj": report.total_compute_pj,
         "memory_pj": report.total_memory_pj,
+        "priced_as_exact": unpriced,  # no published power: priced as the exact multiplier
     }

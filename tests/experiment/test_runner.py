@@ -55,7 +55,10 @@ def test_records_cache_and_rerun_only_what_changed(tmp_path, checkpoint):
     assert ran(first) == {"evaluate": True, "cost": True, "significance": True}
     records = step_records(out)
     assert [r["label"] for r in records["evaluate"]["runs"]] == ["float", "drum:4@u8"]
-    assert records["evaluate"]["runs"][1]["float_top1"] == records["evaluate"]["runs"][0]["top1"]
+    float_run, drum = records["evaluate"]["runs"]
+    assert drum["float_top1"] == float_run["top1"]
+    assert drum["energy"]["priced_as_exact"] == ["drum:4@u8"]  # no published power
+    assert drum["energy"]["total_pj"] < float_run["energy"]["total_pj"]  # 8-bit vs fp32
     meta = json.loads((out / "experiment.json").read_text())
     assert meta["finished"] and [s["kind"] for s in meta["steps"]] == ["evaluate", "cost",
                                                                        "significance"]

@@ -261,6 +261,12 @@ def render(step: dict, context: ReportContext) -> Section:
         + (f" Energy of the float run from {context.link(cost['name'])}." if from_cost else "")
         + "</p>"
     )
+    unpriced = sorted({m for r in runs for m in (r.get("energy") or {}).get("priced_as_exact", [])})
+    if unpriced:
+        intro += note(
+            "No published power for " + ", ".join(unpriced) + ": the cost model prices their "
+            "products as the exact multiplier of the same width, so their energy equals exact's."
+        )
     parts = [intro, table(headers, rows, "accuracy of every run")]
     parts += ["<h3>accuracy against energy</h3>", _scatter(labels, runs, cost, context)]
     parts += ["<h3>per class</h3>", _per_class(labels, runs, None)]
