@@ -30,6 +30,28 @@ from axdnn.report.html import (
 from axdnn.report.html import figure as report_figure
 
 
+def _ci_bars(labels, estimates, color, **axes):
+    """Horizontal bars of fractions (as %) with their 95% intervals, first label on top;
+    `estimates` holds (estimate, low, high), a missing bound standing at the estimate."""
+    fig = new_figure(6.0, max(2.4, 0.8 + 0.35 * len(labels)))
+    ax = fig.add_subplot()
+    ys = list(range(len(labels)))
+    def percent(value, fallback=None):
+        value = fallback if value is None else value
+        return 100 * float(value or 0)
+
+    est = np.array([percent(e) for e, _, _ in estimates])
+    low = np.array([percent(lo, e) for e, lo, _ in estimates])
+    high = np.array([percent(hi, e) for e, _, hi in estimates])
+    ax.barh(ys, est, color=color, alpha=0.75)
+    ax.errorbar(est, ys, xerr=[est - low, high - est], fmt="none", ecolor="black", capsize=3)
+    ax.set_yticks(ys, [plain(label) for label in labels], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(**axes)
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
 def _curves(s: dict) -> str:
     curves = {k: v for k, v in (s.get("curves") or {}).items() if v}
     if not curves:
@@ -72,18 +94,13 @@ def _ranking(s: dict) -> str:
     ranking = s.get("ranking") or []
     if not ranking:
         return ""
-    fig = new_figure(6.0, max(2.4, 0.8 + 0.35 * len(ranking)))
-    ax = fig.add_subplot()
-    ys = list(range(len(ranking)))
-    score = np.array([100 * float(r.get("score", 0)) for r in ranking])
-    low = np.array([100 * float(r.get("score_low", r.get("score", 0))) for r in ranking])
-    high = np.array([100 * float(r.get("score_high", r.get("score", 0))) for r in ranking])
-    ax.barh(ys, score, color="tab:purple", alpha=0.8)
-    ax.errorbar(score, ys, xerr=[score - low, high - score], fmt="none", ecolor="black", capsize=3)
-    ax.set_yticks(ys, [plain(r.get("site")) for r in ranking], fontsize=8)
-    ax.invert_yaxis()
-    ax.set(xlabel="mean accuracy drop (%)", title="sensitivity ranking (95% CI)")
-    ax.grid(alpha=0.3, axis="x")
+    fig = _ci_bars(
+        [r.get("site") for r in ranking],
+        [(r.get("score"), r.get("score_low"), r.get("score_high")) for r in ranking],
+        "tab:purple",
+        xlabel="mean accuracy drop (%)",
+        title="sensitivity ranking (95% CI)",
+    )
     rows = [
         [r.get("rank"), r.get("site"), pct(r.get("score")), pct(r.get("score_low")),
          pct(r.get("score_high")), f"{r.get('rank_low')}–{r.get('rank_high')}"]
@@ -115,19 +132,15 @@ def _campaign(c: dict) -> str:
     parts = [kv_table(pairs, "fault campaign")]
     per_site = [p for p in c.get("per_site") or [] if isinstance(p, dict)]
     if per_site:
-        fig = new_figure(6.0, max(2.4, 0.8 + 0.35 * len(per_site)))
-        ax = fig.add_subplot()
-        ys = list(range(len(per_site)))
         rates = [p.get("critical_rate") or {} for p in per_site]
-        est = np.array([100 * float(r.get("estimate", 0)) for r in rates])
-        low = np.array([100 * float(r.get("low", r.get("estimate", 0))) for r in rates])
-        high = np.array([100 * float(r.get("high", r.get("estimate", 0))) for r in rates])
-        ax.barh(ys, est, color="tab:red", alpha=0.7)
-        ax.errorbar(est, ys, xerr=[est - low, high - est], fmt="none", ecolor="black", capsize=3)
-        ax.set_yticks(ys, [plain(p.get("site")) for p in per_site], fontsize=8)
-        ax.invert_yaxis()
-        ax.set(xlabel="critical rate (%)", title="critical faults per site (95% CI)", xlim=(0, 105))
-        ax.grid(alpha=0.3, axis="x")
+        fig = _ci_bars(
+            [p.get("site") for p in per_site],
+            [(r.get("estimate"), r.get("low"), r.get("high")) for r in rates],
+            "tab:red",
+            xlabel="critical rate (%)",
+            title="critical faults per site (95% CI)",
+            xlim=(0, 105),
+        )
         rows = [
             [p.get("site"), p.get("trials"), p.get("critical"), pct(r.get("estimate")),
              pct(r.get("low")), pct(r.get("high"))]
