@@ -2,10 +2,13 @@
 
 Protocol (the analysis tests' fixture, reproduced): `digits_cnn` trained 8 epochs on `digits`
 (seed S), every conv/linear layer on the multiplier (calibrated on 512 training images), top-1 on
-the 359 test images. "real" runs the bit-exact table simulation (`axdnn.nn.approximate`);
-"conditional" and "unconditional" inject the component model's Gaussian noise into the float
-model (`axdnn.analysis.component_model_check`, 5 seeded repeats): moments per class of each
-sample's own activation codes, or per input channel and pixel over all calibration samples.
+the 359 test images. `--data fashion-mnist --model lenet5|digits_cnn` trains that model on
+Fashion-MNIST instead (3 epochs, Adam at the model's `default_lr`) and, with `--test N`, takes
+top-1 on the first N test images. "real" runs the bit-exact table simulation
+(`axdnn.nn.approximate`); "conditional" and "unconditional" inject the component model's
+Gaussian noise into the float model (`axdnn.analysis.component_model_check`, 5 seeded repeats):
+moments per class of each sample's own activation codes, or per input channel and pixel over all
+calibration samples.
 
 The first four multipliers are the acceptance test's (one per error family, chosen before
 measuring); the others are aggressive ones shown for the model's limits. The last line is the
@@ -22,18 +25,20 @@ from threads import THREADS_HELP, set_threads
 
 from axdnn.analysis import component_model_check
 from axdnn.data import load_dataset
-from axdnn.models import build_model
+from axdnn.models import build_model, default_lr
 from axdnn.train import TrainConfig, fit
 
 TESTED = ["trunc:7@u8", "drum:5@u8", "drum:5@s8", "mitchell@u8"]
 OTHERS = ["drum:4@u8", "drum:4@s8", "udm@u8", "trunc:8@u8"]
+EPOCHS = {"digits": 8, "fashion-mnist": 3}  # --data -> training epochs
 
 
-def trained(seed: int, digits) -> torch.nn.Module:
-    """digits_cnn trained as the test fixture trains it."""
+def trained(seed: int, bundle, name: str = "digits_cnn", epochs: int = 8) -> torch.nn.Module:
+    """`name` trained as the test fixture trains digits_cnn (Adam at the model's default lr)."""
     torch.manual_seed(seed)
-    model = build_model("digits_cnn", 1, 10)
-    fit(model, digits.train, digits.val, 10, TrainConfig(epochs=8, seed=seed))
+    model = build_model(name, bundle.input_shape[0], bundle.num_classes)
+    config = TrainConfig(epochs=epochs, lr=default_lr(name), seed=seed)
+    fit(model, bundle.train, bundle.val, bundle.num_classes, config)
     return model.eval()
 
 
@@ -42,18 +47,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
+    parser.add_argument("--data", default="digits", choices=list(EPOCHS))
+    parser.add_argument("--model", default="digits_cnn", choices=["digits_cnn", "lenet5"])
+    parser.add_argument("--epochs", type=int, default=None, help="default: 8 digits, 3 fashion")
+    parser.add_argument("--test", type=int, default=0, help="first N test images (0: all)")
     args = parser.parse_args()
     set_threads(args.threads)
-    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f}")
-    digits = load_dataset("digits")
-    calib = digits.train.tensors[0][:512]
-    x, y = digits.test.tensors
+    epochs = args.epochs or EPOCHS[args.data]
+    bundle = load_dataset(args.data)
+    calib = bundle.train.tensors[0][:512]
+    x, y = bundle.test.tensors
+    if args.test > 0:
+        x, y = x[: args.test], y[: args.test]
+    print(
+        f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} data={args.data} "
+        f"model={args.model} epochs={epochs} lr={default_lr(args.model):g} test={len(y)}"
+    )
     worst = 0.0
     print(
         f"{'seed':>4} {'multiplier':<12}{'real':>8}{'cond.':>8}{'diff':>7}{'uncond.':>9}{'diff':>7}"
     )
     for seed in args.seeds:
-        model = trained(seed, digits)
+        model = trained(seed, bundle, args.model, epochs)
         specs = TESTED + OTHERS
         cond = component_model_check(model, specs, calib, x, y, args.repeats)
         flat = component_model_check(model, specs, calib, x, y, args.repeats, conditional=False)

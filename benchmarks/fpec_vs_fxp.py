@@ -3,7 +3,9 @@ versus computation bits (2..8) and the energy ratio from the cost model.
 
 Protocol (all in this run, seed 0):
 
-- Train `digits_cnn` on `digits` and `resnet20` on `digits:3x32x32` for a few epochs (float).
+- Train (float, Adam at the model's `default_lr`) for a few epochs: with `--data digits` (default)
+  `digits_cnn` on `digits` and `resnet20` on `digits:3x32x32`; with `--data fashion-mnist`
+  `lenet5` (no batch norm) and `digits_cnn` (batch norm) on `fashion-mnist`.
 - For every Conv2d/Linear, weights and inputs get a fixed-point format with n computation bits.
   The integer/fraction split is calibrated per layer and per operand: the I in `fxp:[s|u]I.F`
   (F = n - I) that minimises the mean squared quantization error over the layer's weights, or
@@ -14,9 +16,14 @@ Protocol (all in this run, seed 0):
   2step/5). The error-is-zero skip bit is stored on top (2 + c stored bits) and charged as memory.
 - Energy: `count_ops` + `precision_from_model` + `estimate_energy` (Horowitz 45 nm, SRAM
   traffic), relative to the same network in 8-bit and 16-bit fixed point (same calibration).
-- Headline per model: the cheapest FPEC configuration whose top-1 is within 0.5 points of 8-bit
-  fixed point; its energy gain over 8-bit and 16-bit fixed point. The last line is the smaller
-  (conservative) of the two models' gains over 8-bit fixed point.
+- Two tables per model. "Equal computation bits": fxp with n bits against FPEC with n computation
+  bits (plus its 2 + c stored compensation bits). "Equal stored bits": fxp with n bits against
+  FPEC whose computation bits + stored compensation bits = n (n - 2 computation bits for 1
+  compensation bit, n - 3 for 2), where that leaves at least 1 computation bit.
+- Headline per model, over the `--bits` grid of computation bits: the cheapest FPEC configuration
+  whose top-1 is within 0.5 points of 8-bit fixed point; its energy gain over 8-bit and 16-bit
+  fixed point. The last line is the smaller (conservative) of the two models' gains over 8-bit
+  fixed point.
 
 Published (Jain et al., DAC 2018): 1.13x-1.7x over 8-bit and 2.65x-4.88x over 16-bit fixed point
 at under 0.5% accuracy loss.
@@ -30,12 +37,13 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+from threads import THREADS_HELP, set_threads
 from torch import nn
 
 from axdnn.cost import count_ops, estimate_energy, precision_from_model
 from axdnn.data import load_dataset
 from axdnn.formats import FixedPoint
-from axdnn.models import build_model
+from axdnn.models import build_model, default_lr
 from axdnn.nn import LayerSpec, Plan, approximate
 from axdnn.train import TrainConfig, evaluate, fit
 
@@ -43,7 +51,18 @@ BITS = range(2, 9)
 SCHEMES = {"fxp": None, "fpec1": 0, "fpec2": 1}  # name -> FPEC magnitude bits c (None: plain)
 TOLERANCE = 0.005
 OBSERVE_BATCHES = 4
-MODELS = {"digits_cnn": ("digits", 5), "resnet20": ("digits:3x32x32", 4)}
+# --data -> model -> (dataset spec, training epochs)
+DATASETS = {
+    "digits": {"digits_cnn": ("digits", 5), "resnet20": ("digits:3x32x32", 4)},
+    "fashion-mnist": {"lenet5": ("fashion-mnist", 3), "digits_cnn": ("fashion-mnist", 3)},
+}
+MIN_COMPUTE_BITS = 1
+
+
+def stored_extra(scheme: str) -> int:
+    """Stored bits on top of the computation bits: ZEB + EDB + c magnitude bits for FPEC."""
+    comp = SCHEMES[scheme]
+    return 0 if comp is None else 2 + comp
 
 
 @dataclass
@@ -65,8 +84,11 @@ def train(name: str, spec: str, epochs: int):
     torch.manual_seed(0)
     model = build_model(name, in_channels=bundle.input_shape[0], num_classes=bundle.num_classes)
     start = time.perf_counter()
-    fit(model, bundle.train, bundle.val, bundle.num_classes, TrainConfig(epochs=epochs, seed=0))
-    log(f"{name}: trained {epochs} epochs in {time.perf_counter() - start:.0f} s")
+    config = TrainConfig(epochs=epochs, lr=default_lr(name), seed=0)
+    fit(model, bundle.train, bundle.val, bundle.num_classes, config)
+    log(
+        f"{name}: trained {epochs} epochs (lr {config.lr:g}) in {time.perf_counter() - start:.0f} s"
+    )
     return model.eval(), bundle
 
 
@@ -133,26 +155,35 @@ def measure(model, bundle, plan: Plan, name: str, scheme: str, bits: int) -> Row
     return Row(name, scheme, bits, top1, total, compute)
 
 
-def run_model(name: str, spec: str, epochs: int) -> tuple[list[Row], dict]:
+def stored_points(scheme: str, bits: list[int]) -> list[int]:
+    """Computation bits of the equal-stored-bits points of `scheme` that are not on the grid."""
+    extra = {n - stored_extra(scheme) for n in bits}
+    return sorted(b for b in extra - set(bits) if b >= MIN_COMPUTE_BITS)
+
+
+def run_model(name: str, spec: str, epochs: int, bits: list[int]) -> tuple[list[Row], dict]:
     model, bundle = train(name, spec, epochs)
     float_top1 = evaluate(model, bundle.test, bundle.num_classes).top1
     inputs = observe_inputs(model, bundle)
     rows = []
-    for bits in (8, 16):
-        rows.append(measure(model, bundle, plan_for(model, inputs, bits, None), name, "ref", bits))
-    for scheme, comp in SCHEMES.items():
-        for bits in BITS:
-            plan = plan_for(model, inputs, bits, comp)
-            rows.append(measure(model, bundle, plan, name, scheme, bits))
-            log(f"{name} {scheme} {bits} bits: top-1 {rows[-1].top1:.2%}")
-    return rows, summarise(name, float_top1, rows)
+    for ref_bits in (8, 16):
+        plan = plan_for(model, inputs, ref_bits, None)
+        rows.append(measure(model, bundle, plan, name, "ref", ref_bits))
+    # the grid first, then the equal-stored-bits points off the grid
+    points = [(s, b) for s in SCHEMES for b in bits]
+    points += [(s, b) for s in SCHEMES for b in stored_points(s, bits)]
+    for scheme, b in points:
+        plan = plan_for(model, inputs, b, SCHEMES[scheme])
+        rows.append(measure(model, bundle, plan, name, scheme, b))
+        log(f"{name} {scheme} {b} bits: top-1 {rows[-1].top1:.2%}")
+    return rows, summarise(name, float_top1, rows, bits)
 
 
-def summarise(name: str, float_top1: float, rows: list[Row]) -> dict:
+def summarise(name: str, float_top1: float, rows: list[Row], bits: list[int]) -> dict:
     ref8 = next(r for r in rows if r.scheme == "ref" and r.bits == 8)
     ref16 = next(r for r in rows if r.scheme == "ref" and r.bits == 16)
     target = ref8.top1 - TOLERANCE
-    ok = [r for r in rows if r.scheme != "ref" and r.top1 >= target]
+    ok = [r for r in rows if r.scheme != "ref" and r.bits in bits and r.top1 >= target]
     min_bits = {s: min((r.bits for r in ok if r.scheme == s), default=None) for s in SCHEMES}
     fpec = [r for r in ok if r.scheme.startswith("fpec")]
     fxp = [r for r in ok if r.scheme == "fxp"]
@@ -177,20 +208,32 @@ def summarise(name: str, float_top1: float, rows: list[Row]) -> dict:
     return out
 
 
-def print_table(rows: list[Row], summary: dict) -> None:
+def print_table(rows: list[Row], summary: dict, bits: list[int]) -> None:
     name = summary["model"]
     ref8 = next(r for r in rows if r.scheme == "ref" and r.bits == 8)
     print(
         f"\n{name}: float top-1 {summary['float_top1']:.2%}, 8-bit fxp {summary['fxp8_top1']:.2%}"
         f", 16-bit fxp {summary['fxp16_top1']:.2%}"
     )
+
+    def cell(scheme: str, compute_bits: int) -> str:
+        r = next((r for r in rows if r.scheme == scheme and r.bits == compute_bits), None)
+        if r is None:
+            return f"{'-':>11} {'-':>5}"
+        return f"{r.top1:>11.2%} {r.energy_pj / ref8.energy_pj:5.2f}"
+
+    print("equal computation bits (FPEC stores 2 or 3 more bits per value):")
     print(f"{'bits':>4} | " + " | ".join(f"{s:>6} top-1  E/E8" for s in SCHEMES))
-    for bits in BITS:
-        cells = []
-        for s in SCHEMES:
-            r = next(r for r in rows if r.scheme == s and r.bits == bits)
-            cells.append(f"{r.top1:>11.2%} {r.energy_pj / ref8.energy_pj:5.2f}")
-        print(f"{bits:>4} | " + " | ".join(cells))
+    for n in bits:
+        print(f"{n:>4} | " + " | ".join(cell(s, n) for s in SCHEMES))
+    print(
+        "equal stored bits (computation + compensation = n; FPEC computation bits "
+        + ", ".join(f"{s} n-{stored_extra(s)}" for s in SCHEMES if stored_extra(s))
+        + "):"
+    )
+    print(f"{'n':>4} | " + " | ".join(f"{s:>6} top-1  E/E8" for s in SCHEMES))
+    for n in bits:
+        print(f"{n:>4} | " + " | ".join(cell(s, n - stored_extra(s)) for s in SCHEMES))
     mb = summary["min_bits"]
     print(
         f"fewest computation bits within 0.5 points of 8-bit fxp: fxp {mb['fxp']}, "
@@ -216,15 +259,35 @@ def print_table(rows: list[Row], summary: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--data", default="digits", choices=list(DATASETS))
+    models = sorted({m for d in DATASETS.values() for m in d})
+    parser.add_argument(
+        "--models", nargs="+", default=None, choices=models, help="default: all of --data's"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override training epochs")
+    parser.add_argument(
+        "--bits", type=int, nargs="+", default=list(BITS), help="computation bits (default 2..8)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    table = DATASETS[args.data]
+    args.models = args.models or list(table)
+    unknown = [m for m in args.models if m not in table]
+    if unknown:
+        parser.error(f"--data {args.data} runs {list(table)}, not {unknown}")
+    bits = sorted(set(args.bits))
+    if bits[0] < MIN_COMPUTE_BITS:
+        parser.error(f"--bits must be >= {MIN_COMPUTE_BITS}")
+    if args.threads > 0:
+        set_threads(args.threads)
+    else:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"data={args.data} threads={torch.get_num_threads()} bits={bits}")
     gains = []
     for name in args.models:
-        spec, epochs = MODELS[name]
-        rows, summary = run_model(name, spec, args.epochs or epochs)
-        print_table(rows, summary)
+        spec, epochs = table[name]
+        rows, summary = run_model(name, spec, args.epochs or epochs, bits)
+        print_table(rows, summary, bits)
         if "gain_vs_8" in summary:
             gains.append(summary["gain_vs_8"])
     print("published (Jain et al., DAC 2018): 1.13x-1.7x vs 8-bit, 2.65x-4.88x vs 16-bit fxp")
