@@ -159,7 +159,7 @@ def run_experiment(
     experiment = load_experiment(file)
     if device is not None:  # the command line's --device wins over the file's
         experiment = experiment.model_copy(update={"device": device})
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # records name files absolutely: references stay valid
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"run folder {str(out_dir)!r} exists and is not a folder; pick --out")
     meta = {

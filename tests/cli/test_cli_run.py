@@ -40,6 +40,18 @@ def test_run_writes_records_and_report_then_caches(capsys, tmp_path):
     assert "cli-small" in other.read_text()
 
 
+def test_relative_run_folder_and_experiment_elsewhere(capsys, tmp_path, monkeypatch):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    (studies / "small.yaml").write_text(SMALL.replace("epochs: 1", "epochs: 0"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # --out relative to here, the file's paths relative to studies/
+    result = run_json(capsys, "run", "../studies/small.yaml", "--out", "run", "-q")
+    assert result["report"] == str(work / "run" / "report.html")
+    assert all(s["ran"] for s in result["steps"])
+
+
 def test_schema_is_json_schema(capsys):
     code, text, _ = run_cli(capsys, "run", "--schema")
     schema = json.loads(text)
