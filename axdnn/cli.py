@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
 from pathlib import Path
@@ -17,6 +18,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="axdnn: what happens to a neural network on approximate hardware, and how far to push it.",
 )
+
+
+@app.callback()
+def _trust(
+    trust_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-model",
+            help="Let checkpoints build this user factory (file.py:f or module:f; repeatable). "
+            "Without it a checkpoint never makes axdnn import or call code.",
+        ),
+    ] = None,
+    trust_c_models: Annotated[
+        bool,
+        typer.Option(
+            "--trust-c-models", help="Let a checkpoint's stored plan compile its c: models."
+        ),
+    ] = False,
+) -> None:
+    from axdnn.runtime import trust
+
+    trust(trust_model or (), trust_c_models)
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -408,7 +432,8 @@ def significance(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: AxErrors become a one-paragraph message and exit status 2, no traceback."""
     try:
-        app(args=argv, prog_name="axdnn")
+        # a context of its own: what --trust-* allow ends with the command
+        contextvars.copy_context().run(app, args=argv, prog_name="axdnn")
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except AxError as err:

@@ -1,10 +1,11 @@
-"""Run-time plumbing shared by every room: device choice and seeding."""
+"""Run-time plumbing shared by every room: device choice, seeding, and what the user trusts."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -49,3 +50,42 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+_TRUSTED_MODELS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "axdnn_trusted_models", default=frozenset()
+)
+_TRUST_C_MODELS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "axdnn_trust_c_models", default=False
+)
+
+
+@contextlib.contextmanager
+def trusting(models: Iterable[str] = (), c_models: bool = False) -> Iterator[None]:
+    """Within the block, checkpoints may build the user factories in `models` and compile the C
+    models their stored plans name (`c_models`): what the user named on the command line or in
+    an experiment file. Outside it, a checkpoint never makes axdnn import, call or compile code."""
+    names = _TRUSTED_MODELS.set(_TRUSTED_MODELS.get() | {m.strip() for m in models if m})
+    c = _TRUST_C_MODELS.set(_TRUST_C_MODELS.get() or c_models)
+    try:
+        yield
+    finally:
+        _TRUST_C_MODELS.reset(c)
+        _TRUSTED_MODELS.reset(names)
+
+
+def trust(models: Iterable[str] = (), c_models: bool = False) -> None:
+    """`trusting` without an end, for a command's whole run: the CLI calls it inside a context
+    of its own (`contextvars.copy_context().run`), so nothing outlives the command."""
+    _TRUSTED_MODELS.set(_TRUSTED_MODELS.get() | {m.strip() for m in models if m})
+    _TRUST_C_MODELS.set(_TRUST_C_MODELS.get() or c_models)
+
+
+def trusted_models() -> frozenset[str]:
+    """The user factories a checkpoint may build here (see `trusting`)."""
+    return _TRUSTED_MODELS.get()
+
+
+def c_models_trusted() -> bool:
+    """Whether a checkpoint's stored plan may compile its C models here (see `trusting`)."""
+    return _TRUST_C_MODELS.get()

@@ -10,7 +10,7 @@ from torch import nn
 from axdnn.arith import catalogue, get_multiplier
 from axdnn.data import DatasetBundle
 from axdnn.errors import ConfigError
-from axdnn.experiment.common import load_checkpoint_and_data, split_of
+from axdnn.experiment.common import check_writable, load_checkpoint_and_data, split_of
 from axdnn.models.checkpoint import Checkpoint, save_checkpoint
 from axdnn.nn import LayerSpec, Plan, approximate
 from axdnn.report.multiplier_plots import plot_error_heatmap, plot_error_histogram
@@ -153,6 +153,7 @@ def run_finetune(
     chosen = resolve_plan(plan, multiplier, gradient, backend)
     if chosen is None:
         raise ConfigError("finetune needs --plan FILE or --multiplier SPEC")
+    check_writable(out, "checkpoint")
     dev = resolve_device(device)
     ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
     if "plan" in ck.extra:

@@ -13,6 +13,7 @@ from axdnn.data import load_dataset
 from axdnn.errors import ConfigError
 from axdnn.experiment.common import (
     build_from_checkpoint,
+    check_writable,
     load_checkpoint_and_data,
     parse_input_shape,
     split_of,
@@ -33,6 +34,11 @@ def run_train(
     progress: bool = True,
 ) -> dict:
     """Train a model from scratch and write a checkpoint with its test metrics."""
+    if config.epochs < 1:
+        raise ConfigError(
+            f"training for {config.epochs} epochs would save an untrained model; give --epochs >= 1"
+        )
+    check_writable(out, "checkpoint")
     dev = resolve_device(device)
     bundle = load_dataset(data, seed=config.seed)
     seed_everything(config.seed)

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from axdnn.data import DatasetBundle, load_dataset
-from axdnn.errors import ConfigError, ShapeError
+from axdnn.errors import CheckpointError, ConfigError, ShapeError
 from axdnn.models.checkpoint import Checkpoint, load_checkpoint
 from axdnn.nn import Plan, approximate
+from axdnn.runtime import c_models_trusted
 
 _SHAPE = re.compile(r"^\s*(\d+)(?:\s*x\s*(\d+))*\s*$")
 
@@ -50,7 +51,32 @@ def build_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     if stored is None:
         return checkpoint.build()
     plan = Plan.from_dict(stored, source=f"checkpoint {checkpoint.path!r}")
+    c_models = sorted({s.multiplier for s in plan.layers.values() if _is_c_model(s.multiplier)})
+    if c_models and not c_models_trusted():
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path!r} stores a plan with C models ({', '.join(c_models)}) "
+            "that would be compiled and run; axdnn never runs code a checkpoint names. If you "
+            "trust them, say so: `axdnn --trust-c-models ...`"
+        )
     return checkpoint.build(wrap=lambda model: approximate(model, plan, None))
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail now, not after the work, when `path` cannot be written (a ConfigError naming it)."""
+    path = Path(path)
+    probe = path.with_name(f".{path.name}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the {what} {str(path)!r}: {exc.strerror or exc}; pick another --out"
+        ) from None
+
+
+def _is_c_model(spec: str | None) -> bool:
+    return isinstance(spec, str) and spec.strip().lower().startswith("c:")
 
 
 def load_checkpoint_and_data(

@@ -33,6 +33,7 @@ from axdnn.experiment.schema import (
     resolve_path,
 )
 from axdnn.experiment.steps import CheckpointStep, StepContext
+from axdnn.runtime import trusting
 
 Progress = Callable[[str], None]
 
@@ -175,6 +176,20 @@ def run_experiment(
         "finished": None,
     }
     write_json_atomic(out_dir / "experiment.json", meta)
+    named = [experiment.model, *(getattr(s, "model", None) for s in experiment.steps)]
+    with trusting(models=[m for m in named if m]):  # models the file names are the user's
+        summary, done = _run_steps(experiment, file, out_dir, progress, say)
+    meta["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    write_json_atomic(out_dir / "experiment.json", meta)
+    result = {"out": str(out_dir), "steps": summary, "report": None}
+    if report:
+        from axdnn.report import build_report
+
+        result["report"] = str(build_report(out_dir))
+    return result
+
+
+def _run_steps(experiment, file: Path, out_dir: Path, progress: bool, say: Progress):
     done: dict[str, dict] = {}
     summary = []
     total = len(experiment.steps)
@@ -192,14 +207,7 @@ def run_experiment(
         summary.append(
             {"name": step.step_name, "kind": step.kind, "ran": ran, "seconds": stored["seconds"]}
         )
-    meta["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    write_json_atomic(out_dir / "experiment.json", meta)
-    result = {"out": str(out_dir), "steps": summary, "report": None}
-    if report:
-        from axdnn.report import build_report
-
-        result["report"] = str(build_report(out_dir))
-    return result
+    return summary, done
 
 
 def render_run(result: dict) -> str:

@@ -86,7 +86,7 @@ class TrainStep(StepConfig):
     kind: Literal["train"] = "train"
     model: str | None = Field(None, description="Default: the experiment's model.")
     data: DataSpecText | None = Field(None, description="Default: the experiment's data.")
-    epochs: int = Field(10, ge=0)
+    epochs: int = Field(10, ge=1)
     lr: float | None = Field(None, gt=0, description="Default: the model's learning rate.")
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"

@@ -1,8 +1,12 @@
 """Checkpoints: model name, constructor arguments, weights, dataset spec, metrics and axdnn version
-in one file, loaded with `torch.load(weights_only=True)` so that opening one never runs code."""
+in one file. Opening one never runs code: it is read with `torch.load(weights_only=True)`, a
+stored user factory is built only when the user names it (`axdnn.runtime.trusting`, the CLI's
+`--trust-model`), its arguments must be plain values, and a SHA-256 of the weights written with
+them is checked on load, so damaged weights are an error rather than a lower accuracy."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from collections.abc import Callable
@@ -15,7 +19,8 @@ from torch import nn
 
 import axdnn
 from axdnn.errors import CheckpointError, ModelError
-from axdnn.models.registry import build_model
+from axdnn.models.registry import build_model, list_models
+from axdnn.runtime import trusted_models
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model", "model_kwargs", "state_dict")
@@ -38,6 +43,7 @@ class Checkpoint:
     def build(self, wrap: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
         """Construct the model, pass it through `wrap` (e.g. re-applying a stored plan), and load
         the weights; a mismatch is a CheckpointError."""
+        self._check_buildable()
         try:
             model = build_model(self.model_name, **self.model_kwargs)
         except ModelError as err:
@@ -54,6 +60,42 @@ class Checkpoint:
             ) from err
         return model.eval()
 
+    def _check_buildable(self) -> None:
+        where = f"checkpoint {self.path or ''}"
+        if self.model_name not in list_models() and self.model_name not in trusted_models():
+            raise CheckpointError(
+                f"{where} asks to import and call {self.model_name!r} to build its model; axdnn "
+                "never runs code a checkpoint names. If you trust it, name it yourself: "
+                f"`axdnn --trust-model '{self.model_name}' ...` (or `model:` in the experiment "
+                "file)"
+            )
+        bad = {k: type(v).__name__ for k, v in self.model_kwargs.items() if not _plain(v)}
+        if bad:
+            raise CheckpointError(
+                f"{where} stores constructor arguments that are not plain values "
+                f"(numbers, strings, booleans, None, lists or dicts of them): {bad}"
+            )
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically (temp file, then rename)."""
@@ -64,6 +106,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
         "model": checkpoint.model_name,
         "model_kwargs": dict(checkpoint.model_kwargs),
         "state_dict": {k: v.detach().cpu() for k, v in checkpoint.state_dict.items()},
+        "weights_sha256": weights_digest(checkpoint.state_dict),
         "data_spec": checkpoint.data_spec,
         "input_shape": list(checkpoint.input_shape) if checkpoint.input_shape else None,
         "metrics": checkpoint.metrics,
@@ -79,11 +122,19 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint safely; missing, corrupt or foreign files are a CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is corrupt or not an axdnn checkpoint: it holds "
+            "Python objects beyond tensors and plain data, and unpickling them could run code, "
+            "so axdnn refuses it (write checkpoints with `axdnn train` or save_checkpoint)"
+        ) from err
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"checkpoint file {str(path)!r} is corrupt or not an axdnn checkpoint "
@@ -98,6 +149,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(
             f"checkpoint file {str(path)!r} has format {payload['format']!r}; this axdnn reads "
             f"format {FORMAT_VERSION}"
+        )
+    stored = payload.get("weights_sha256")
+    if stored is not None and stored != weights_digest(payload["state_dict"]):
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is damaged: its weights do not match the hash stored "
+            "with them (the file changed after it was written)"
         )
     shape = payload.get("input_shape")
     return Checkpoint(

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axdnn.errors import ConfigError
 from axdnn.nn import APPROX_LAYERS
 from axdnn.nn.quant import code_index
 from axdnn.train.loop import LossFn, TrainConfig, TrainHistory, cross_entropy, fit
@@ -31,6 +32,19 @@ class FinetuneOptions:
     distill_alpha: float = 0.0
     distill_temperature: float = 4.0
     hw_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.distill_alpha < 1:
+            raise ConfigError(
+                f"distillation weight {self.distill_alpha!r} is outside [0, 1): 0 turns it off, "
+                "values toward 1 weigh the teacher's outputs more"
+            )
+        if not self.distill_temperature > 0:
+            raise ConfigError(
+                f"distillation temperature must be > 0, got {self.distill_temperature}"
+            )
+        if not self.hw_weight >= 0:
+            raise ConfigError(f"hardware regulariser weight must be >= 0, got {self.hw_weight}")
 
 
 def distillation_loss(teacher: nn.Module, alpha: float, temperature: float) -> LossFn:

@@ -147,17 +147,20 @@ def test_demo_into_a_file_path_is_a_clear_error(capsys, tmp_path):
     assert_clean_error(run_cli(capsys, "demo", "--out", str(target), "-q"), "not a folder")
 
 
-def test_unwritable_output_is_a_clear_error(capsys, tmp_path):
+def test_unwritable_output_is_a_clear_error_before_training(capsys, tmp_path, monkeypatch):
+    import axdnn.experiment.commands as commands
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(commands, "fit", no_training)
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    args = (
-        "train",
-        "--model",
-        "digits_cnn",
-        "--epochs",
-        "0",
-        "--out",
-        str(blocker / "ck.pt"),
-        "-q",
-    )
-    assert_clean_error(run_cli(capsys, *args), "blocker")
+    args = ("train", "--model", "digits_cnn", "--epochs", "1", "--out", str(blocker / "ck.pt"))
+    assert_clean_error(run_cli(capsys, *args, "-q"), "blocker")
+
+
+def test_zero_epochs_is_a_clear_error(capsys, tmp_path):
+    args = ("train", "--model", "digits_cnn", "--epochs", "0", "--out", str(tmp_path / "c.pt"))
+    assert_clean_error(run_cli(capsys, *args, "-q"), "--epochs >= 1")
+    assert not (tmp_path / "c.pt").exists()

@@ -43,7 +43,7 @@ def test_run_writes_records_and_report_then_caches(capsys, tmp_path):
 def test_relative_run_folder_and_experiment_elsewhere(capsys, tmp_path, monkeypatch):
     studies = tmp_path / "studies"
     studies.mkdir()
-    (studies / "small.yaml").write_text(SMALL.replace("epochs: 1", "epochs: 0"))
+    (studies / "small.yaml").write_text(SMALL)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # --out relative to here, the file's paths relative to studies/
@@ -61,7 +61,7 @@ def test_schema_is_json_schema(capsys):
 def test_bad_experiment_files_are_clean_errors(capsys, tmp_path):
     assert_clean_error(run_cli(capsys, "run", str(tmp_path / "none.yaml")), "does not exist")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(SMALL.replace("epochs: 1", "epochs: -1"))
+    bad.write_text(SMALL.replace("epochs: 1", "epochs: 0"))
     result = run_cli(capsys, "run", str(bad), "--out", str(tmp_path / "r"))
     assert_clean_error(result, "bad.yaml:7: steps.0.train.epochs")
     assert_clean_error(run_cli(capsys, "run"), "needs an experiment file")

@@ -60,8 +60,11 @@ def test_records_cache_and_rerun_only_what_changed(tmp_path, checkpoint):
     assert drum["energy"]["priced_as_exact"] == ["drum:4@u8"]  # no published power
     assert drum["energy"]["total_pj"] < float_run["energy"]["total_pj"]  # 8-bit vs fp32
     meta = json.loads((out / "experiment.json").read_text())
-    assert meta["finished"] and [s["kind"] for s in meta["steps"]] == ["evaluate", "cost",
-                                                                       "significance"]
+    assert meta["finished"] and [s["kind"] for s in meta["steps"]] == [
+        "evaluate",
+        "cost",
+        "significance",
+    ]
     assert ran(run(file, out)) == {"evaluate": False, "cost": False, "significance": False}
     file.write_text(file.read_text().replace("drum:4@u8", "mitchell@u8"))
     assert ran(run(file, out)) == {"evaluate": True, "cost": False, "significance": False}
@@ -69,7 +72,10 @@ def test_records_cache_and_rerun_only_what_changed(tmp_path, checkpoint):
 
 
 def test_a_changed_upstream_reruns_its_dependants(tmp_path, checkpoint):
-    file = experiment(tmp_path, checkpoint, """\
+    file = experiment(
+        tmp_path,
+        checkpoint,
+        """\
     - kind: train
       model: digits_cnn
       data: digits
@@ -77,7 +83,8 @@ def test_a_changed_upstream_reruns_its_dependants(tmp_path, checkpoint):
     - kind: evaluate
       checkpoint: ${train.checkpoint}
     - kind: cost
-    """)
+    """,
+    )
     out = tmp_path / "run"
     run(file, out)
     file.write_text(file.read_text().replace("epochs: 1", "epochs: 2"))

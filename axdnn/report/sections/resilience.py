@@ -36,6 +36,7 @@ def _ci_bars(labels, estimates, color, **axes):
     fig = new_figure(6.0, max(2.4, 0.8 + 0.35 * len(labels)))
     ax = fig.add_subplot()
     ys = list(range(len(labels)))
+
     def percent(value, fallback=None):
         value = fallback if value is None else value
         return 100 * float(value or 0)
