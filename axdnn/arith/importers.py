@@ -7,18 +7,16 @@ library's 8-bit tables do (uint16 little-endian for unsigned multipliers).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from axdnn.arith import csandbox
 from axdnn.arith.multiplier import MAX_BITS, MIN_BITS, Multiplier, Operands, operand_range
-from axdnn.cbuild import BuildFailure, compile_shared
 from axdnn.errors import MultiplierError
 
 _DTYPES = {
@@ -320,51 +318,13 @@ def _c_operands(f: CFunction, operands: Operands | None, path: Path) -> Operands
     return operands
 
 
-_DRIVER = """
-#include "{source}"
-void axdnn_fill_table(long long *out) {{
-    long long na = {na}, nb = {nb};
-    for (long long ia = 0; ia < na; ++ia) {{
-        long long va = ({asig} && ia >= na / 2) ? ia - na : ia;
-        for (long long ib = 0; ib < nb; ++ib) {{
-            long long vb = ({bsig} && ib >= nb / 2) ? ib - nb : ib;
-            out[ia * nb + ib] = (long long) {func}(({atype}) va, ({btype}) vb);
-        }}
-    }}
-}}
-"""
-
-
 def tabulate_c_function(path: Path, f: CFunction, ops: Operands) -> np.ndarray:
-    """Compile `path` with a driver into a temporary shared library and fill the table in one
-    call; returns int64 values of shape (2**a_bits, 2**b_bits)."""
-    with tempfile.TemporaryDirectory(prefix="axdnn_c_") as tmp:
-        tmpdir = Path(tmp)
-        (tmpdir / "model.c").write_text(path.read_text())
-        driver = tmpdir / "driver.c"
-        driver.write_text(
-            _DRIVER.format(
-                source="model.c", na=1 << ops.a_bits, nb=1 << ops.b_bits,
-                asig=int(ops.a_signed), bsig=int(ops.b_signed), func=f.name,
-                atype=f.params[0], btype=f.params[1],
-            )
-        )  # fmt: skip
-        lib = tmpdir / "model.so"
-        try:
-            compile_shared([driver], lib, ["-O1", "-I", str(path.parent.resolve())])
-        except BuildFailure as exc:
-            message = str(exc).replace(str(tmpdir / "model.c"), str(path))
-            raise MultiplierError(f"C model {path}: compilation failed: {message}") from None
-        try:
-            so = ctypes.CDLL(str(lib))
-        except OSError as exc:
-            raise MultiplierError(f"C model {path}: cannot load compiled library: {exc}") from None
-        fill = so.axdnn_fill_table
-        fill.argtypes = [ctypes.POINTER(ctypes.c_longlong)]
-        fill.restype = None
-        out = np.zeros(1 << (ops.a_bits + ops.b_bits), dtype=np.int64)
-        fill(out.ctypes.data_as(ctypes.POINTER(ctypes.c_longlong)))
-    return out.reshape(1 << ops.a_bits, 1 << ops.b_bits)
+    """Compile `path` into a small standalone program and run it in a child process with a time
+    limit (see `axdnn.arith.csandbox`); returns int64 values of shape (2**a_bits, 2**b_bits)."""
+    return csandbox.tabulate_in_child(
+        path, f.name, (f.params[0], f.params[1]), ops.a_bits, ops.b_bits, ops.a_signed,
+        ops.b_signed, ops.tag,
+    )  # fmt: skip
 
 
 def load_c_model(
@@ -374,7 +334,8 @@ def load_c_model(
     name: str | None = None,
 ) -> Multiplier:
     """Multiplier from a C function of two integer operands (EvoApprox convention, e.g.
-    `uint16_t mul8u_XXX(uint8_t A, uint8_t B)`), compiled with $CC (default `cc`).
+    `uint16_t mul8u_XXX(uint8_t A, uint8_t B)`), compiled with $CC (default `cc`) and
+    tabulated in a child process with a time limit (`csandbox.TIME_LIMIT_S`).
 
     Operand signedness and width default to the parameter types (8 bits at most); `operands`
     may narrow them, as long as its values fit the C types.
@@ -382,7 +343,12 @@ def load_c_model(
     p = Path(path).expanduser()
     if not p.is_file():
         raise MultiplierError(f"C model {p} does not exist or is not a file")
-    source = p.read_text()
+    try:
+        source = p.read_text()
+    except UnicodeDecodeError as exc:
+        raise MultiplierError(
+            f"C model {p}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     f = pick_c_function(find_c_functions(source), func, p)
     ops = _c_operands(f, operands, p)
     values = tabulate_c_function(p, f, ops)
