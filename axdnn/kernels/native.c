@@ -8,10 +8,12 @@
  * slab[k][a][0..OB) of table values T[a, w[o, k]], built once per call from the weights: one
  * vector add per OB/LANES channels and pixel, no scalar lookups. The slab holds T - base as
  * uint16 when the table spans at most 65535 (every 8-bit multiplier), else int32. Taps are
- * processed in cache-sized blocks; register sums are flushed per block into an int32 buffer
- * (uint16 slabs, reduction < 32768 so no overflow) or an int64 buffer (int32 slabs, block sizes
- * chosen so the int32 registers cannot overflow). A direct scalar kernel serves depthwise or tiny
- * problems, where building slabs would cost more than the lookups.
+ * processed in cache-sized blocks; register sums are flushed per block into an int32 buffer when
+ * no sum of K slab entries can pass 2^31 (16-bit slabs and K up to 32768, or 65535 for signed
+ * ones), else into an int64 buffer, with blocks short enough that the int32 registers cannot
+ * overflow (int32 slabs, and longer reductions). The column kernel flushes its int32 registers
+ * into int64 sums the same way, and the direct kernel sums in int64. A direct scalar kernel serves
+ * depthwise or tiny problems, where building slabs would cost more than the lookups.
  *
  * Results are exact integers: acc[n, o, p] = sum_k T[x_k, w[o, k]] - zw[o] * Sx[n, g, p] - zx * sw[o]
  * where Sx = sum_k (code(x_k) - zx) comes from per-plane channel sums D (computed while the input
@@ -629,13 +631,19 @@ static void slab_task(void *ctx, int64_t task, int worker) {
     const int nq = a->og - ob * a->OB < a->OB ? a->og - ob * a->OB : a->OB;
     const int64_t n0 = a->N * part / a->img_parts, n1 = a->N * (part + 1) / a->img_parts;
     if (n0 >= n1) return;
-    const int OB = a->OB, P = a->P, K = a->K, wide = a->t16 == NULL;
-    const size_t esize = wide ? 4 : 2, bsize = wide ? 8 : 4;
+    const int OB = a->OB, P = a->P, K = a->K;
+    /* Register sums are int32. They are flushed into an int64 buffer per block of taps (`wide`)
+     * when K slab entries could pass 2^31: int32 slabs, or 16-bit slabs past 32768 (unsigned,
+     * entries up to 65535) or 65536 taps (signed, entries down to -32768); else the int32 sums
+     * run across all taps in an int32 buffer. */
+    const int64_t entry = a->t16 ? (SIGNED_SLAB(a) ? 32768 : 0xFFFF) : a->maxabs;
+    const int wide = (int64_t)K * entry > INT32_MAX;
+    const size_t esize = a->t16 ? 2 : 4, bsize = wide ? 8 : 4;
     const size_t tap_bytes = (size_t)a->rows * OB * esize;
     int kb = (int)(BLOCK_BYTES / tap_bytes);
     if (kb < 1) kb = 1;
     if (wide) { /* int32 registers must not overflow within a block */
-        const int64_t lim = a->maxabs > 0 ? INT32_MAX / a->maxabs : K;
+        const int64_t lim = entry > 0 ? INT32_MAX / entry : K;
         if (lim < kb) kb = (int)(lim < 1 ? 1 : lim);
     }
     if (kb > K) kb = K;
@@ -652,7 +660,7 @@ static void slab_task(void *ctx, int64_t task, int worker) {
     uint16_t *idx = malloc(sizeof(uint16_t) * (size_t)kb * OB + 64);
     int64_t *sx = malloc(sizeof(int64_t) * a->npix);
     if (!slab || !buf || !scratch || !tmp || !ftmp || !idx || !sx) goto done;
-    const int64_t bias = wide ? 0 : (a->base + (SIGNED_SLAB(a) ? 32768 : 0)) * K;
+    const int64_t bias = a->t16 ? (a->base + (SIGNED_SLAB(a) ? 32768 : 0)) * K : 0;
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
         const int64_t c1 = c0 + chunk < n1 ? c0 + chunk : n1;
         if (wide) memset(buf, 0, (size_t)((c1 - c0) * per_image) * bsize);
@@ -744,6 +752,31 @@ done:
  * building slabs would cost more than the MACs: per output channel and tap the table column
  * T[:, w[o, k]] sits in eight registers and serves COL_PIXELS pixels by word permutes. */
 #define COL_PIXELS 64
+/* Taps per int32 register sum of uint16 entries (K * 65535 < 2^31) */
+#define COL_TAPS (INT32_MAX / 0xFFFF)
+
+/* acc32[p] = sum over taps k0..k1 of T[x_k[p], w[o, k]] - base, for xb[k][p] (the long-reduction
+ * path; column_task inlines the same loop for the common one) */
+static __attribute__((noinline)) void column_sums(const mac_args *a, int64_t o, const uint8_t *xb, int k0, int k1,
+                               int32_t *acc32) {
+    const int rows = a->rows;
+    __m512i acc[COL_PIXELS / 16];
+    for (int i = 0; i < COL_PIXELS / 16; i++) acc[i] = _mm512_setzero_si512();
+    for (int k = k0; k < k1; k++) {
+        __m512i t[8];
+        load_entries(t, a->tt16 + (size_t)weight_at(a, o, k) * 256, rows);
+        const uint8_t *xk = xb + (size_t)k * COL_PIXELS;
+        for (int c = 0; c < COL_PIXELS / 32; c++) {
+            const __m512i ix = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(xk + 32 * c)));
+            const __m512i v = lookup32(t, ix, rows);
+            acc[2 * c] = _mm512_add_epi32(acc[2 * c], _mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)));
+            acc[2 * c + 1] = _mm512_add_epi32(acc[2 * c + 1],
+                                              _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)));
+        }
+    }
+    for (int i = 0; i < COL_PIXELS / 16; i++) _mm512_storeu_si512((void *)(acc32 + 16 * i), acc[i]);
+}
+
 static void column_task(void *ctx, int64_t task, int worker) {
     (void)worker;
     const mac_args *a = (const mac_args *)ctx;
@@ -773,24 +806,37 @@ static void column_task(void *ctx, int64_t task, int worker) {
     }
     const int64_t bias = a->base * K;
     int32_t acc32[COL_PIXELS];
-    for (int q = 0; q < a->og; q++) {
-        const int64_t o = (int64_t)g * a->og + q;
-        __m512i acc[COL_PIXELS / 16];
-        for (int i = 0; i < COL_PIXELS / 16; i++) acc[i] = _mm512_setzero_si512();
-        for (int k = 0; k < K; k++) {
-            __m512i t[8];
-            load_entries(t, a->tt16 + (size_t)weight_at(a, o, k) * 256, rows);
-            const uint8_t *xk = xb + (size_t)k * COL_PIXELS;
-            for (int c = 0; c < COL_PIXELS / 32; c++) {
-                const __m512i ix = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(xk + 32 * c)));
-                const __m512i v = lookup32(t, ix, rows);
-                acc[2 * c] = _mm512_add_epi32(acc[2 * c], _mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)));
-                acc[2 * c + 1] = _mm512_add_epi32(acc[2 * c + 1],
-                                                  _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)));
+    if (K <= COL_TAPS) {
+        for (int q = 0; q < a->og; q++) {
+            const int64_t o = (int64_t)g * a->og + q;
+            __m512i acc[COL_PIXELS / 16];
+            for (int i = 0; i < COL_PIXELS / 16; i++) acc[i] = _mm512_setzero_si512();
+            for (int k = 0; k < K; k++) {
+                __m512i t[8];
+                load_entries(t, a->tt16 + (size_t)weight_at(a, o, k) * 256, rows);
+                const uint8_t *xk = xb + (size_t)k * COL_PIXELS;
+                for (int c = 0; c < COL_PIXELS / 32; c++) {
+                    const __m512i ix = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(xk + 32 * c)));
+                    const __m512i v = lookup32(t, ix, rows);
+                    acc[2 * c] = _mm512_add_epi32(acc[2 * c], _mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)));
+                    acc[2 * c + 1] = _mm512_add_epi32(acc[2 * c + 1],
+                                                      _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)));
+                }
             }
+            for (int i = 0; i < COL_PIXELS / 16; i++) _mm512_storeu_si512((void *)(acc32 + 16 * i), acc[i]);
+            finish(a, n, (int)o, 1, acc32, 1, 0, bias, p0, pn, sx, tmp, ftmp);
         }
-        for (int i = 0; i < COL_PIXELS / 16; i++) _mm512_storeu_si512((void *)(acc32 + 16 * i), acc[i]);
-        finish(a, n, (int)o, 1, acc32, 1, 0, bias, p0, pn, sx, tmp, ftmp);
+    } else { /* longer reductions: int32 sums of COL_TAPS taps at a time, added in int64 */
+        int64_t acc64[COL_PIXELS];
+        for (int q = 0; q < a->og; q++) {
+            const int64_t o = (int64_t)g * a->og + q;
+            memset(acc64, 0, sizeof acc64);
+            for (int k0 = 0; k0 < K; k0 += COL_TAPS) {
+                column_sums(a, o, xb, k0, K - k0 > COL_TAPS ? k0 + COL_TAPS : K, acc32);
+                for (int p = 0; p < COL_PIXELS; p++) acc64[p] += acc32[p];
+            }
+            finish(a, n, (int)o, 1, acc64, 1, 1, bias, p0, pn, sx, tmp, ftmp);
+        }
     }
 done:
     free(xb);

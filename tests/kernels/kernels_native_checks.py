@@ -1,10 +1,10 @@
 """Checks the native backend against the reference on random tables and shapes: raw sums, zero
-points, the fused float chain and linear maps. test_kernels_native.py calls `check_native` for
-each kernel, and runs this file as a script (printing the vector lanes, then 'ok') for each
-instruction-set build."""
+points, the fused float chain and linear maps; and sums past 2^31. test_kernels_native.py calls
+`check_native` for each kernel, and runs this file as a script (printing the vector lanes, then
+'ok') for each instruction-set build."""
 
 import torch
-from kernels_tables import mitchell, random_table
+from kernels_tables import exact, mitchell, random_table
 
 from axdnn.kernels import ActQuant, ConvGeometry, ZeroPoints, native, reference
 from axdnn.kernels.affine import conv_correction, dequantize, linear_correction, quantize
@@ -53,8 +53,38 @@ def check_native(seed: int = 0) -> None:
         assert torch.equal(native.linear(a, b, table, zero), want)
 
 
+def check_overflow() -> None:
+    """Every kernel at sums just above 2^31 (a wide 9x9 layer, codes 254..255 on the exact table)
+    and at K > 65536 taps (signed slabs sum -32768 per zero product); see
+    test_kernels_overflow.py."""
+    gen = torch.Generator().manual_seed(22)
+    table = exact()
+    geom = ConvGeometry.of(9)
+    x = torch.randint(254, 256, (1, 412, 9, 10), generator=gen).to(torch.uint8)
+    w = torch.randint(254, 256, (3, 412, 9, 9), generator=gen).to(torch.uint8)
+    w[2] = 0
+    zero = ZeroPoints(1, torch.tensor([0, 0, 3]))
+    want = reference.conv2d(x, w, table, geom) + conv_correction(x, w, (256, 256), geom, zero)
+    assert int(want[:, :2].min()) >= 1 << 31
+    act = ActQuant(torch.tensor(1.0), 0, 0, 255, 8)
+    scale = torch.full((3,), 1e-6)
+    x0 = torch.zeros((1, 810, 9, 9), dtype=torch.uint8)
+    w0 = torch.randint(0, 256, (2, 810, 9, 9), generator=gen).to(torch.uint8)
+    saved = native.FORCE_KERNEL
+    try:
+        for kernel in (native.SLAB, native.DIRECT, native.COLUMN):
+            native.FORCE_KERNEL = kernel
+            assert torch.equal(native.conv2d(x, w, table, geom, zero=zero), want), kernel
+            got = native.conv2d_float(x.float(), act, w, table, geom, zero, scale)
+            assert torch.equal(got, dequantize(want, scale, 1)), kernel
+            assert not native.conv2d(x0, w0, table, geom).any(), kernel
+    finally:
+        native.FORCE_KERNEL = saved
+
+
 if __name__ == "__main__":
     assert native.available(), "the native build failed"
     print(native.lanes())
     check_native()
+    check_overflow()
     print("ok")
