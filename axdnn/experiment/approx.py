@@ -180,6 +180,7 @@ def run_finetune(
             metrics={"test_top1": after.top1, "before_finetune_top1": before.top1},
             extra={
                 "plan": chosen.model_dump(),
+                "table_hashes": table_hashes(chosen),
                 "finetune_config": vars(config),
                 "options": vars(options),
             },
@@ -253,6 +254,13 @@ def render_multipliers_show(record: dict) -> str:
     lines += [f"  {k:<14} {v}" for k, v in record["metrics"].items()]
     lines += [f"  plot: {p}" for p in record["plots"].values()]
     return "\n".join(lines)
+
+
+def table_hashes(plan: Plan) -> dict[str, str]:
+    """{multiplier spec: content hash of its table} for every multiplier a plan names, so a
+    checkpoint can tell when a table file it was fine-tuned on has changed since."""
+    specs = {spec.multiplier for spec in plan.layers.values() if spec.multiplier is not None}
+    return {spec: get_multiplier(spec).content_hash for spec in sorted(specs)}
 
 
 def configuration_energy(

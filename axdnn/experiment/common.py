@@ -58,6 +58,7 @@ def build_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
             "that would be compiled and run; axdnn never runs code a checkpoint names. If you "
             "trust them, say so: `axdnn --trust-c-models ...`"
         )
+    _check_tables(checkpoint)
     return checkpoint.build(wrap=lambda model: approximate(model, plan, None))
 
 
@@ -73,6 +74,19 @@ def check_writable(path: Path, what: str) -> None:
         raise ConfigError(
             f"cannot write the {what} {str(path)!r}: {exc.strerror or exc}; pick another --out"
         ) from None
+
+
+def _check_tables(checkpoint: Checkpoint) -> None:
+    """Every table a fine-tuned checkpoint names must still be the one it was tuned on."""
+    from axdnn.arith import get_multiplier
+
+    for spec, stored in (checkpoint.extra.get("table_hashes") or {}).items():
+        if get_multiplier(spec).content_hash != stored:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path!r} was fine-tuned on multiplier {spec!r}, whose "
+                "table has changed since (its content hash differs); restore that table file "
+                "or fine-tune again"
+            )
 
 
 def _is_c_model(spec: str | None) -> bool:

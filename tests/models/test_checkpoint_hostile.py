@@ -132,3 +132,25 @@ def test_extra_survives_as_plain_json(tmp_path):
     extra = {"plan": {"layers": {"*": {"multiplier": "drum:4@u8"}}}}
     ck = load_checkpoint(save(tmp_path, extra=extra))
     assert json.loads(json.dumps(ck.extra)) == extra
+
+
+def test_a_changed_table_file_is_an_error(tmp_path):
+    import numpy as np
+
+    from axdnn.arith.spec import get_multiplier
+    from axdnn.experiment.approx import table_hashes
+    from axdnn.nn import Plan, approximate
+
+    table = tmp_path / "mul.npy"
+    exact = np.outer(np.arange(256), np.arange(256)).astype(np.int64)
+    np.save(table, exact)
+    plan = Plan.uniform(f"lut:{table}@u8")
+    extra = {"plan": plan.model_dump(), "table_hashes": table_hashes(plan)}
+    tuned = approximate(build_model("lenet5", in_channels=1, num_classes=10), plan, None)
+    ck = load_checkpoint(save(tmp_path, extra=extra, state_dict=tuned.state_dict()))
+    build_from_checkpoint(ck)  # the same table: fine
+    exact[3, 5] += 1
+    np.save(table, exact)
+    getattr(get_multiplier, "cache_clear", lambda: None)()
+    with pytest.raises(CheckpointError, match="table has changed"):
+        build_from_checkpoint(ck)
