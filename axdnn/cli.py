@@ -357,6 +357,13 @@ def resilience(
     store: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL or SQLite file for trials.")
     ] = None,
+    campaign_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Campaign (study) name in the store: workers and reruns with the same name "
+            "share and resume it; default resilience-<checkpoint stem>-<error model>."
+        ),
+    ] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -379,6 +386,7 @@ def resilience(
         store,
         seed,
         device,
+        campaign_name,
     )
     _emit(record, as_json, render_resilience)
 

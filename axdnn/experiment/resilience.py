@@ -35,6 +35,7 @@ def run_resilience(
     store: str | None = None,
     seed: int = 0,
     device: str = "auto",
+    campaign_name: str | None = None,
 ) -> dict:
     """Per-site sensitivity sweep and ranking; optionally a stored fault campaign too.
 
@@ -59,7 +60,7 @@ def run_resilience(
     }
     if campaign_model:
         config = CampaignConfig(
-            name=f"resilience-{Path(checkpoint).stem}-{campaign_model}",
+            name=campaign_name or f"resilience-{Path(checkpoint).stem}-{campaign_model}",
             error_model=campaign_model,
             sites=list(sites or []),
             trials=trials,
@@ -94,6 +95,14 @@ def render_resilience(record: dict) -> str:
     if "campaign" in record:
         c = record["campaign"]
         cr = c["critical_rate"]
+        if not c.get("complete", True):
+            blocks = c.get("blocks", {})
+            lines.append(
+                f"campaign {c['name']} INCOMPLETE: {c['trials']} of {c['planned']} trials stored, "
+                f"{blocks.get('claimed', 0)} block(s) still claimed by other workers and "
+                f"{blocks.get('pending', 0)} pending; the figures below cover only the stored "
+                "trials. Rerun the same command to join them or to read the final figures."
+            )
         lines.append(
             f"campaign {c['name']}: {c['trials']}/{c['planned']} trials, critical rate "
             f"{cr['estimate']:.2%} [{cr['low']:.2%}, {cr['high']:.2%}], store {c['store']}"

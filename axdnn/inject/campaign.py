@@ -197,6 +197,9 @@ class CampaignResult:
     trials_run_here: int = 0
     seconds: float = 0.0
     population: int = 0
+    complete: bool = False
+    """No block is pending or claimed: the figures are final. False while other workers still
+    hold blocks (or some were never run): the figures cover only the trials stored so far."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -537,13 +540,14 @@ def campaign_result(store: CampaignStore | str | Path, name: str) -> CampaignRes
     per_site = [{"site": s, **summary(t)} for s, t in totals["sites"].items()]
     samples = max(int(overall["samples"]), 1)
     head = summary(overall)
+    counts = store.block_counts(name)
     return CampaignResult(
         name=name,
         store=store.url,
         status=info["status"],
         planned=info["planned"],
         trials=head["trials"],
-        blocks=store.block_counts(name),
+        blocks=counts,
         error_model=info["config"]["error_model"],
         sites=list(info["config"]["sites"]),
         critical_rate=head["critical_rate"],
@@ -551,4 +555,5 @@ def campaign_result(store: CampaignStore | str | Path, name: str) -> CampaignRes
         golden_accuracy=overall["golden_correct"] / samples,
         faulty_accuracy=overall["correct"] / samples,
         per_site=per_site,
+        complete=counts.get("pending", 0) == 0 and counts.get("claimed", 0) == 0,
     )
