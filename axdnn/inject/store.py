@@ -361,6 +361,22 @@ class CampaignStore:
 
         self._retry(attempt)
 
+    def active_workers(self, name: str, lease_s: float = 600.0) -> int:
+        """How many owners hold a live claim on one of the campaign's blocks right now."""
+        now = time.time()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(blocks.c.owner, blocks.c.claimed_at).where(
+                    blocks.c.campaign == name, blocks.c.status == "claimed"
+                )
+            ).all()
+        live = {
+            r.owner
+            for r in rows
+            if now - (r.claimed_at or 0) <= lease_s and not _owner_dead(r.owner)
+        }
+        return len(live)
+
     def block_counts(self, name: str) -> dict[str, int]:
         """Number of blocks in each state."""
         with self.engine.connect() as conn:

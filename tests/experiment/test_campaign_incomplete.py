@@ -32,3 +32,22 @@ def test_a_worker_finishing_first_reports_incomplete(trained_cnn, digits, tmp_pa
 
     finished = run_campaign(trained_cnn, x, y, config, store)  # nothing left for this one
     assert not finished.complete  # the other worker's lease still holds its block
+
+
+def test_workers_share_the_cores_and_restore_the_threads(trained_cnn, digits, tmp_path):
+    import torch
+
+    from axdnn.inject.campaign import share_cores
+
+    before = torch.get_num_threads()
+    try:
+        share_cores(4, 2)
+        assert torch.get_num_threads() == 2
+        share_cores(4, 8)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    x, y = digits.test.tensors[0][:32], digits.test.tensors[1][:32]
+    config = CampaignConfig(name="t", error_model="bitflip:float32", trials=64, block_size=16)
+    run_campaign(trained_cnn, x, y, config, tmp_path / "t.db")
+    assert torch.get_num_threads() == before
