@@ -5,6 +5,7 @@ import pytest
 import torch
 from cli_support import assert_clean_error, run_cli, run_json
 
+from axdnn.models import build_model
 from axdnn.models.checkpoint import Checkpoint, save_checkpoint
 
 FACTORY = """
@@ -60,3 +61,57 @@ def test_bad_options_and_paths_are_clear_errors(capsys, tmp_path, digits_checkpo
     missing = ("--data", f"mnist:{tmp_path / 'nothing'}")
     result = run_cli(capsys, "evaluate", "--checkpoint", str(digits_checkpoint), *missing)
     assert_clean_error(result, "does not exist")
+
+
+def _saved(tmp_path, **changes):
+    lenet = build_model("lenet5", in_channels=1, num_classes=10)
+    fields = dict(
+        model_name="lenet5",
+        model_kwargs={"in_channels": 1, "num_classes": 10},
+        state_dict=lenet.state_dict(),
+        data_spec="digits",
+        input_shape=(1, 8, 8),
+    )
+    fields.update(changes)
+    return save_checkpoint(tmp_path / "hostile.pt", Checkpoint(**fields))
+
+
+def _module_function(tmp_path):
+    log = tmp_path / "created.log"
+    kwargs = {"filename": str(log)}
+    return _saved(tmp_path, model_name="logging:basicConfig", model_kwargs=kwargs), log
+
+
+def _c_plan(tmp_path):
+    source = tmp_path / "mul.c"
+    marker = tmp_path / "compiled"
+    source.write_text("#include <stdint.h>\nuint16_t mul(uint8_t a, uint8_t b) { return a * b; }\n")
+    plan = {"layers": {"*": {"multiplier": f"c:{source}@u8"}}}
+    return _saved(tmp_path, extra={"plan": plan}), marker
+
+
+def _flipped(tmp_path):
+    path = _saved(tmp_path)
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    for i in range(middle, middle + 64):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return path, tmp_path / "nothing-to-create"
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (_module_function, "never runs code"),
+        (_c_plan, "--trust-c-models"),
+        (_flipped, "checkpoint"),
+    ],
+    ids=["module-function", "c-plan", "flipped-bytes"],
+)
+def test_hostile_checkpoints_exit_2_and_run_nothing(capsys, tmp_path, make, needle):
+    path, side_effect = make(tmp_path)
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", str(path), "-q")
+    assert code == 2
+    assert_clean_error((code, out, err), needle)
+    assert not side_effect.exists()
