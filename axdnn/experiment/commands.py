@@ -1,4 +1,4 @@
-"""The runner behind `axdnn train`, `evaluate` and `cost`: each returns a JSON-ready record."""
+"""The runners behind `axdnn train` and `axdnn cost`: each returns a JSON-ready record."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from axdnn.errors import ConfigError
 from axdnn.experiment.common import (
     build_from_checkpoint,
     check_writable,
-    load_checkpoint_and_data,
     parse_input_shape,
-    split_of,
     try_forward,
 )
 from axdnn.models import build_model
@@ -78,40 +76,6 @@ def render_train(record: dict) -> str:
         f"(best val epoch {record['history']['best_epoch']})\n"
         f"test top-1 {t['top1']:.2%}  top-5 {t['top5']:.2%}  loss {t['loss']:.4f}\n"
         f"checkpoint: {record['checkpoint']}"
-    )
-
-
-def run_evaluate(
-    checkpoint: Path,
-    data: str | None = None,
-    split: str = "test",
-    batch_size: int = 256,
-    device: str = "auto",
-    progress: bool = True,
-) -> dict:
-    """Evaluate a checkpoint on a split of its (or another) dataset."""
-    dev = resolve_device(device)
-    ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
-    result = evaluate(
-        model.to(dev), split_of(bundle, split), bundle.num_classes, batch_size, dev, progress
-    )
-    return {
-        "checkpoint": str(checkpoint),
-        "model": ck.model_name,
-        "data": bundle.spec,
-        "split": split,
-        **result.to_dict(),
-    }
-
-
-def render_evaluate(record: dict) -> str:
-    worst = min(
-        range(len(record["per_class_accuracy"])), key=lambda c: record["per_class_accuracy"][c]
-    )
-    return (
-        f"{record['model']} on {record['data']} ({record['split']}, {record['samples']} samples)\n"
-        f"top-1 {record['top1']:.2%}  top-5 {record['top5']:.2%}  loss {record['loss']:.4f}\n"
-        f"worst class {worst}: {record['per_class_accuracy'][worst]:.2%}"
     )
 
 
