@@ -356,3 +356,7 @@ class SignificanceStep(CheckpointStep):
             ctx.header.seed,
             ctx.header.device,
         )
+
+
+# The capability rooms keep their step kinds beside their runners, one module each
+# (axdnn/experiment/<room>.py); importing it here registers its kinds. One line per room:
