@@ -89,3 +89,38 @@ def trusted_models() -> frozenset[str]:
 def c_models_trusted() -> bool:
     """Whether a checkpoint's stored plan may compile its C models here (see `trusting`)."""
     return _TRUST_C_MODELS.get()
+
+
+class TemporaryHooks:
+    """Forward hooks that live only inside a `with` block: removed on exit, even when the block
+    (or a later registration) raises. `hooks.pre(module, fn)` / `hooks.post(module, fn)` take the
+    keyword arguments of torch's register_forward_pre_hook / register_forward_hook."""
+
+    def __init__(self) -> None:
+        self._handles: list = []
+
+    def pre(self, module: nn.Module, hook, **kwargs) -> TemporaryHooks:
+        self._handles.append(module.register_forward_pre_hook(hook, **kwargs))
+        return self
+
+    def post(self, module: nn.Module, hook, **kwargs) -> TemporaryHooks:
+        self._handles.append(module.register_forward_hook(hook, **kwargs))
+        return self
+
+    def keep(self, handle) -> TemporaryHooks:
+        """Hold any other removable handle (anything with `.remove()`) until exit."""
+        self._handles.append(handle)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self._handles)
+
+    def remove(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __enter__(self) -> TemporaryHooks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

@@ -40,7 +40,7 @@ from axdnn.inject import (
 from axdnn.inject.error_models import Clamp
 from axdnn.inject.injector import predict_with_faults
 from axdnn.nn import ApproxConv2d, ApproxLinear, LayerSpec, Plan, approximate
-from axdnn.runtime import eval_mode
+from axdnn.runtime import TemporaryHooks, eval_mode
 
 
 def multiplier_costs(
@@ -68,19 +68,14 @@ def layer_inputs_shapes(
 ) -> dict[str, tuple]:
     """Per-sample input shape of each named layer."""
     modules = dict(model.named_modules())
-    shapes, handles = {}, []
-    for name in names:
-        handles.append(
-            modules[name].register_forward_pre_hook(
-                lambda _m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))
+    shapes = {}
+    with TemporaryHooks() as hooks, eval_mode(model):
+        for name in names:
+            hooks.pre(
+                modules[name],
+                lambda _m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:])),
             )
-        )
-    try:
-        with eval_mode(model):
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
+        model(example)
     return shapes
 
 

@@ -25,7 +25,7 @@ from axdnn.analysis.accuracy import tensor_accuracy
 from axdnn.errors import InjectionError
 from axdnn.inject import Site, parse_error_model, wilson_interval
 from axdnn.inject.injector import predict_with_faults
-from axdnn.runtime import eval_mode
+from axdnn.runtime import TemporaryHooks, eval_mode
 
 DEFAULT_MODEL = "gaussian:1.0,rel=std"
 
@@ -126,28 +126,22 @@ def mask_points(model: nn.Module, layers: Sequence[str], example: torch.Tensor) 
     modules = dict(model.named_modules())
     produced: dict[int, str] = {}
     consumers: dict[str, str] = {}
-    handles = []
-    for name in layers:
-        handles.append(
-            modules[name].register_forward_hook(
-                lambda _m, _a, out, name=name: produced.__setitem__(out.data_ptr(), name)
+
+    def pre(_m, args, name):
+        src = produced.get(args[0].data_ptr())
+        if src is not None:
+            consumers.setdefault(src, name)
+
+    with TemporaryHooks() as hooks, eval_mode(model):
+        for name in layers:
+            hooks.post(
+                modules[name],
+                lambda _m, _a, out, name=name: produced.__setitem__(out.data_ptr(), name),
             )
-        )
-    for name, module in modules.items():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-
-            def pre(_m, args, name=name):
-                src = produced.get(args[0].data_ptr())
-                if src is not None:
-                    consumers.setdefault(src, name)
-
-            handles.append(module.register_forward_pre_hook(pre))
-    try:
-        with eval_mode(model):
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
+        for name, module in modules.items():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                hooks.pre(module, lambda _m, args, name=name: pre(_m, args, name))
+        model(example)
     return {name: consumers.get(name, name) for name in layers}
 
 
@@ -158,23 +152,20 @@ def masked_filters(
     """Zero the given filters' channels (see the module docstring) while the block runs."""
     points = mask_points(model, list(masks), example)
     modules = dict(model.named_modules())
-    handles = []
-    for layer, filters in masks.items():
-        if not len(filters):
-            continue
-        index = torch.as_tensor(list(filters), dtype=torch.long)
 
-        def zero(_m, _a, out, index=index):
-            out = out.clone()
-            out[:, index.to(out.device)] = 0
-            return out
+    def zero(_m, _a, out, index):
+        out = out.clone()
+        out[:, index.to(out.device)] = 0
+        return out
 
-        handles.append(modules[points[layer]].register_forward_hook(zero))
-    try:
+    with TemporaryHooks() as hooks:
+        for layer, filters in masks.items():
+            if len(filters):
+                index = torch.as_tensor(list(filters), dtype=torch.long)
+                hooks.post(
+                    modules[points[layer]], lambda m, a, o, index=index: zero(m, a, o, index)
+                )
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def prune_comparison(

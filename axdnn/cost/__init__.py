@@ -23,6 +23,7 @@ from axdnn.cost.precision import (
     precision_from_model,
     precision_from_profile,
 )
+from axdnn.cost.profile import HardwareProfile, ProfiledLayer
 from axdnn.cost.records import CostReport, LayerCost
 from axdnn.cost.table import format_cost_table, rich_cost_table
 
@@ -32,11 +33,13 @@ __all__ = [
     "CostReport",
     "EnergyReport",
     "EnergyTable",
+    "HardwareProfile",
     "LayerCost",
     "LayerEnergy",
     "LayerPrecision",
     "ModuleCounter",
     "OpCount",
+    "ProfiledLayer",
     "count_ops",
     "estimate_energy",
     "float_mul_energy",

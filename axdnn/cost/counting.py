@@ -46,6 +46,7 @@ from axdnn.cost.counters import (
 )
 from axdnn.cost.records import CostReport, LayerCost
 from axdnn.errors import ShapeError
+from axdnn.runtime import TemporaryHooks
 
 __all__ = [
     "CostReport",
@@ -157,15 +158,11 @@ def _per_sample(total: int, batch: int) -> int:
 
 @contextmanager
 def _hooked(model: nn.Module, counter: _Counter) -> Iterator[None]:
-    handles = []
-    try:
+    with TemporaryHooks() as hooks:
         for module in model.modules():
-            handles.append(module.register_forward_pre_hook(counter.pre_hook))
-            handles.append(module.register_forward_hook(counter.post_hook, with_kwargs=True))
+            hooks.pre(module, counter.pre_hook)
+            hooks.post(module, counter.post_hook, with_kwargs=True)
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _input_like(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype | None):

@@ -1,11 +1,8 @@
 """Per-layer precision of an approximated model, read from its layers' hardware profiles.
 
-Approximate and format layers expose `hardware_profile() -> dict` (read here by duck typing; the
-cost room does not import `axdnn.nn`). Keys: weight_bits, act_bits (computation bits), arith
-('int', 'float' with exp_bits/man_bits, or 'fp32'), acc_bits, weight/act_extra_bits (stored FPEC
-compensation bits per value), weight/act_comp_bits (width of an FPEC error estimate: direction
-plus magnitude bits), weight/act_comp_fraction (share of values compensated), multiplier,
-mul_energy_scale. Layers without a profile are fp32.
+Approximate and format layers (any room's, or a user's) expose `hardware_profile() ->
+HardwareProfile` (axdnn/cost/profile.py: the typed contract and its field meanings; the cost room
+does not import `axdnn.nn`). Layers without a profile are fp32.
 
 Pricing, on top of the energy model in `axdnn.cost.energy`:
 
@@ -31,17 +28,16 @@ Pricing, on top of the energy model in `axdnn.cost.energy`:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from torch import nn
 
 from axdnn.cost.energy import HOROWITZ_45NM, EnergyTable, LayerPrecision
+from axdnn.cost.profile import HardwareProfile, ProfiledLayer
 from axdnn.errors import ConfigError
 
 FP16_MAN_BITS = 10
 FP32_MAN_BITS = 23
-PROFILE_KEYS = ("weight_bits", "act_bits", "arith")
 
 
 def float_mul_energy(man_bits: int, table: EnergyTable = HOROWITZ_45NM) -> float:
@@ -53,84 +49,75 @@ def float_mul_energy(man_bits: int, table: EnergyTable = HOROWITZ_45NM) -> float
     return max(energy, table.int_mul(man_bits + 1, man_bits + 1))
 
 
-def _get(profile: Mapping[str, Any], key: str, default: Any) -> Any:
-    value = profile.get(key, default)
-    return default if value is None else value
-
-
-def _mul_energy(arith: str, profile: Mapping[str, Any], table: EnergyTable) -> float:
-    if arith == "int":
-        return table.int_mul(int(profile["act_bits"]), int(profile["weight_bits"]))
-    if arith == "float":
-        return float_mul_energy(int(profile["man_bits"]), table)
+def _mul_energy(profile: HardwareProfile, table: EnergyTable) -> float:
+    if profile.arith == "int":
+        return table.int_mul(profile.act_bits, profile.weight_bits)
+    if profile.arith == "float":
+        return float_mul_energy(profile.man_bits, table)
     return table.fp32_mul
 
 
-def _compensation_energy(profile: Mapping[str, Any], table: EnergyTable) -> float:
+def _compensation_energy(profile: HardwareProfile, table: EnergyTable) -> float:
     """Energy (pJ per MAC) of the sparse FPEC compensation products and their narrow adds."""
+    sides = (
+        (profile.weight_comp_bits, profile.weight_comp_fraction, profile.act_bits),
+        (profile.act_comp_bits, profile.act_comp_fraction, profile.weight_bits),
+    )
     total = 0.0
-    for side, other in (("weight", "act"), ("act", "weight")):
-        comp_bits = int(profile.get(f"{side}_comp_bits") or 0)
-        fraction = float(profile.get(f"{side}_comp_fraction") or 0.0)
+    for comp_bits, fraction, other_bits in sides:
         if comp_bits and fraction:
-            other_bits = int(profile[f"{other}_bits"])
             narrow = table.int_mul(other_bits, comp_bits) + table.int_add(other_bits + comp_bits)
             total += fraction * narrow
     return total
 
 
+def _base_multiplier(profile: HardwareProfile, stored_a: int, stored_w: int, table: EnergyTable):
+    """(energy-model arithmetic kind, the multiply energy it would price) for the profile."""
+    if profile.arith == "int":
+        return "int", table.int_mul(stored_a, stored_w)
+    if profile.arith == "float":
+        exp_bits = 8 if profile.exp_bits is None else profile.exp_bits
+        if 1 + exp_bits + profile.man_bits <= 16:
+            return "fp16", table.fp16_mul
+    return "fp32", table.fp32_mul
+
+
 def precision_from_profile(
-    profile: Mapping[str, Any], table: EnergyTable | None = None, where: str = "layer"
+    profile: HardwareProfile, table: EnergyTable | None = None, where: str = "layer"
 ) -> LayerPrecision:
     """The LayerPrecision that prices one hardware profile (see the module docstring)."""
     table = HOROWITZ_45NM if table is None else table
-    if not isinstance(profile, Mapping):
-        raise ConfigError(f"{where}: hardware_profile() returned {profile!r}; expected a dict")
-    missing = [k for k in PROFILE_KEYS if k not in profile]
-    if missing:
-        raise ConfigError(f"{where}: hardware profile lacks key(s) {missing}; needs {PROFILE_KEYS}")
-    arith = profile["arith"]
-    if arith not in ("int", "float", "fp32"):
-        raise ConfigError(f"{where}: hardware profile arith={arith!r}; expected int, float, fp32")
-    if arith == "float" and profile.get("man_bits") is None:
-        raise ConfigError(f"{where}: a 'float' hardware profile needs man_bits")
-    w_bits, a_bits = int(profile["weight_bits"]), int(profile["act_bits"])
-    w_extra = int(_get(profile, "weight_extra_bits", 0))
-    a_extra = int(_get(profile, "act_extra_bits", 0))
-    acc_bits = int(_get(profile, "acc_bits", 32))
+    if not isinstance(profile, HardwareProfile):
+        raise ConfigError(
+            f"{where}: hardware_profile() returned {type(profile).__name__}; expected an "
+            "axdnn.cost.HardwareProfile"
+        )
+    w_bits, a_bits = profile.weight_bits, profile.act_bits
+    w_extra, a_extra = profile.weight_extra_bits, profile.act_extra_bits
     if w_extra == a_extra:
         stored_w, stored_a, extra = w_bits, a_bits, w_extra
     else:
         stored_w, stored_a, extra = w_bits + w_extra, a_bits + a_extra, 0
-    if arith == "int":
-        kind = "int"
-        base = table.int_mul(stored_a, stored_w)
-    elif arith == "float":
-        width = 1 + int(_get(profile, "exp_bits", 8)) + int(profile["man_bits"])
-        kind = "fp16" if width <= 16 else "fp32"
-        base = table.fp16_mul if kind == "fp16" else table.fp32_mul
-    else:
-        kind, base = "fp32", table.fp32_mul
-    scale = float(_get(profile, "mul_energy_scale", 1.0))
-    energy = scale * _mul_energy(arith, profile, table) + _compensation_energy(profile, table)
+    kind, base = _base_multiplier(profile, stored_a, stored_w, table)
+    energy = profile.mul_energy_scale * _mul_energy(profile, table)
+    energy += _compensation_energy(profile, table)
     return LayerPrecision(
         weight_bits=stored_w,
         act_bits=stored_a,
-        acc_bits=acc_bits,
+        acc_bits=32 if profile.acc_bits is None else profile.acc_bits,
         arith=kind,
         mul_energy_scale=energy / base,
         extra_bits_per_value=extra,
     )
 
 
-def layer_profiles(model: nn.Module) -> dict[str, dict[str, Any]]:
-    """Hardware profiles of every module that has one, by qualified name."""
-    found = {}
-    for name, module in model.named_modules():
-        describe = getattr(module, "hardware_profile", None)
-        if name and callable(describe):
-            found[name] = dict(describe())
-    return found
+def layer_profiles(model: nn.Module) -> dict[str, HardwareProfile]:
+    """Hardware profiles of every module that describes itself, by qualified name."""
+    return {
+        name: module.hardware_profile()
+        for name, module in model.named_modules()
+        if name and isinstance(module, ProfiledLayer)
+    }
 
 
 def precision_from_model(

@@ -54,7 +54,7 @@ from axdnn.errors import InjectionError
 from axdnn.inject.error_models import ComponentNoise, Draws
 from axdnn.nn import ApproxConv2d, ApproxLinear
 from axdnn.nn.quant import QuantScheme, code_index, quantize_codes
-from axdnn.runtime import eval_mode
+from axdnn.runtime import TemporaryHooks, eval_mode
 
 
 @dataclass
@@ -175,7 +175,6 @@ def activation_histograms(
     }
     hists: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
-    handles = []
 
     def hook(name):
         layer = layers[name]
@@ -212,19 +211,16 @@ def activation_histograms(
 
         return record
 
-    for name in layers:
-        if name not in modules:
-            raise InjectionError(
-                f"layer {name!r} of the approximate model is not in the float model"
-            )
-        handles.append(modules[name].register_forward_pre_hook(hook(name)))
-    try:
-        with eval_mode(model):
-            for start in range(0, len(inputs), batch_size):
-                model(inputs[start : start + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise InjectionError(
+            f"layer {missing[0]!r} of the approximate model is not in the float model"
+        )
+    with TemporaryHooks() as hooks, eval_mode(model):
+        for name in layers:
+            hooks.pre(modules[name], hook(name))
+        for start in range(0, len(inputs), batch_size):
+            model(inputs[start : start + batch_size])
     return hists
 
 

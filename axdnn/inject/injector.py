@@ -30,6 +30,7 @@ from axdnn.errors import InjectionError
 from axdnn.inject.error_models import SCOPES, Draws, ErrorModel, StreamCache
 from axdnn.inject.functional import OpSites
 from axdnn.inject.sites import Site, check_site, region
+from axdnn.runtime import TemporaryHooks
 
 
 @dataclass
@@ -264,7 +265,7 @@ class Injector:
         self.seed = seed
         self.plan: FaultPlan | None = None
         self.block: BlockFaults | None = None
-        self._handles: list = []
+        self._hooks_held = TemporaryHooks()
         self._mode: OpSites | None = None
 
     def arm(self, plan: FaultPlan | None) -> None:
@@ -335,7 +336,7 @@ class Injector:
         return _ForwardWrap(module, self._apply, index)
 
     def __enter__(self) -> Injector:
-        if self._handles or self._mode is not None:
+        if self._hooks_held or self._mode is not None:
             raise InjectionError("this Injector is already active; it cannot be entered twice")
         callbacks = {}
         for index, site in enumerate(self.sites):
@@ -343,16 +344,14 @@ class Injector:
             if site.functional:
                 callbacks[site.target] = lambda t, i=index: self._apply(i, t, (), clone=True)
             else:
-                self._handles.append(self._hooks(index, site, module))
+                self._hooks_held.keep(self._hooks(index, site, module))
         if callbacks:
             self._mode = OpSites(self.model, callbacks)
             self._mode.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self._hooks_held.remove()
         if self._mode is not None:
             self._mode.__exit__(*exc)
             self._mode = None

@@ -17,6 +17,7 @@ from torch import nn
 
 from axdnn.errors import InjectionError
 from axdnn.inject.functional import OpSites
+from axdnn.runtime import TemporaryHooks, eval_mode
 
 KINDS = ("output", "input", "weight")
 _SITE = re.compile(r"^(?P<target>[^:\[\]]*)(?::(?P<kind>[a-z]+))?(?:\[(?P<channel>\d+)\])?$")
@@ -85,6 +86,20 @@ def check_site(model: nn.Module, site: Site) -> nn.Module | None:
     return module
 
 
+def _functional_shapes(model, sites: list[Site], example, shapes: dict) -> None:
+    """Run the forward once, recording the shapes of the functional sites' op outputs."""
+    with OpSites(model, record=True) as mode:
+        model(example)
+    for i, site in enumerate(sites):
+        if site.functional:
+            if site.target not in mode.seen:
+                raise InjectionError(
+                    f"site {site.target!r}: no such functional op in the forward pass; "
+                    f"ops seen: {', '.join(list(mode.seen)[:30])}"
+                )
+            shapes[i] = mode.seen[site.target]
+
+
 @torch.no_grad()
 def site_shapes(
     model: nn.Module, sites: list[Site], example: torch.Tensor
@@ -92,40 +107,23 @@ def site_shapes(
     """Per-sample shape of each site's tensor (the weight's shape for weight sites), from one
     forward on `example`; channels are checked against the shapes."""
     shapes: dict[int, tuple[int, ...]] = {}
-    handles = []
 
     def keep(i: int, t: torch.Tensor) -> None:
         shapes.setdefault(i, tuple(t.shape[1:]))
 
-    for i, site in enumerate(sites):
-        module = check_site(model, site)
-        if site.kind == "weight":
-            shapes[i] = tuple(module.weight.shape)
-        elif site.kind == "input":
-            handles.append(module.register_forward_pre_hook(lambda _m, args, i=i: keep(i, args[0])))
-        elif not site.functional:
-            handles.append(module.register_forward_hook(lambda _m, _a, out, i=i: keep(i, out)))
-    functional = [s for s in sites if s.functional]
-    was_training = model.training
-    model.eval()
-    try:
-        if functional:
-            with OpSites(model, record=True) as mode:
-                model(example)
-            for i, site in enumerate(sites):
-                if site.functional:
-                    if site.target not in mode.seen:
-                        raise InjectionError(
-                            f"site {site.target!r}: no such functional op in the forward pass; "
-                            f"ops seen: {', '.join(list(mode.seen)[:30])}"
-                        )
-                    shapes[i] = mode.seen[site.target]
+    with TemporaryHooks() as hooks, eval_mode(model):
+        for i, site in enumerate(sites):
+            module = check_site(model, site)
+            if site.kind == "weight":
+                shapes[i] = tuple(module.weight.shape)
+            elif site.kind == "input":
+                hooks.pre(module, lambda _m, args, i=i: keep(i, args[0]))
+            elif not site.functional:
+                hooks.post(module, lambda _m, _a, out, i=i: keep(i, out))
+        if any(s.functional for s in sites):
+            _functional_shapes(model, sites, example, shapes)
         else:
             model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
     out = []
     for i, site in enumerate(sites):
         if i not in shapes:

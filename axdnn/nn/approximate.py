@@ -7,26 +7,39 @@ reason it stayed float, and a plan that names a layer axdnn cannot approximate i
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from axdnn.arith import get_multiplier
 from axdnn.errors import ConfigError
-from axdnn.nn.format_layers import FORMAT_LAYERS, FormatConv2d, FormatLinear
-from axdnn.nn.layers import APPROX_LAYERS, ApproxConfig, ApproxConv2d, ApproxLinear
-from axdnn.nn.plan import LayerSpec, Plan
+from axdnn.nn.base import ApproxLayer
+from axdnn.nn.format_layers import FormatConv2d, FormatLinear
+from axdnn.nn.layers import ApproxConv2d, ApproxLinear
+from axdnn.nn.plan import FormatSpec, LayerSpec, MultiplierSpec, Plan, SpecPart
 
-SUPPORTED = {nn.Conv2d: ApproxConv2d, nn.Linear: ApproxLinear}
-FORMAT_SUPPORTED = {nn.Conv2d: FormatConv2d, nn.Linear: FormatLinear}
-UNSUPPORTED = (
+LayerMap = Mapping[tuple[type[SpecPart], type[nn.Module]], type[ApproxLayer]]
+DEFAULT_LAYER_MAP: dict[tuple[type[SpecPart], type[nn.Module]], type[ApproxLayer]] = {
+    (MultiplierSpec, nn.Conv2d): ApproxConv2d,
+    (MultiplierSpec, nn.Linear): ApproxLinear,
+    (FormatSpec, nn.Conv2d): FormatConv2d,
+    (FormatSpec, nn.Linear): FormatLinear,
+}
+"""Which approximate layer class converts which torch layer under which spec part. Pass your own
+to `approximate(..., layer_map={**DEFAULT_LAYER_MAP, (MultiplierSpec, MyConv): MyApproxConv})` to
+add a layer type or a conversion without editing axdnn. Types match exactly: a subclass of
+nn.Conv2d may compute differently from nn.Conv2d, so it is converted only when the map names it."""
+
+MAC_LAYERS = (
     nn.Conv1d,
+    nn.Conv2d,
     nn.Conv3d,
     nn.ConvTranspose1d,
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
+    nn.Linear,
     nn.Bilinear,
     nn.MultiheadAttention,
 )
@@ -61,21 +74,12 @@ class ApproximationReport:
         return {"layers": [asdict(r) for r in self.layers]}
 
 
-def multiplying_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Modules that multiply weights by activations, by qualified name."""
-    kinds = (*SUPPORTED, *UNSUPPORTED)
+def multiplying_layers(model: nn.Module, layer_map: LayerMap | None = None) -> dict[str, nn.Module]:
+    """Modules that multiply weights by activations (torch's MAC layers, their subclasses and
+    every type the layer map converts), by qualified name."""
+    mapped = {module_type for _, module_type in (layer_map or DEFAULT_LAYER_MAP)}
+    kinds = (*MAC_LAYERS, *mapped)
     return {n: m for n, m in model.named_modules() if n and isinstance(m, kinds)}
-
-
-def config_of(spec: LayerSpec) -> ApproxConfig:
-    return ApproxConfig(
-        act_observer=spec.act_observer,
-        weight_observer=spec.weight_observer,
-        per_channel=spec.per_channel,
-        acc_bits=spec.acc_bits,
-        gradient=spec.gradient,
-        backend=spec.backend,
-    )
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -84,39 +88,58 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def _convert(name: str, module: nn.Module, pattern: str, spec: LayerSpec) -> nn.Module:
-    if isinstance(module, (*APPROX_LAYERS, *FORMAT_LAYERS)):
+def _converter(name: str, module: nn.Module, pattern: str, part: SpecPart, layer_map: LayerMap):
+    if isinstance(module, ApproxLayer):
         raise ConfigError(f"layer {name!r} is already approximate; apply a plan to the float model")
-    table = SUPPORTED if spec.multiplier is not None else FORMAT_SUPPORTED
-    target = table.get(type(module))
-    if target is None:
-        raise ConfigError(
-            f"plan pattern {pattern!r} names layer {name!r} of type {type(module).__name__}, which "
-            f"axdnn cannot approximate; supported: {', '.join(t.__name__ for t in table)}"
+    target = layer_map.get((type(part), type(module)))
+    if target is not None:
+        return target
+    accepted = sorted(t.__name__ for kind, t in layer_map if kind is type(part))
+    hint = ""
+    base = next((t for kind, t in layer_map if kind is type(part) and isinstance(module, t)), None)
+    if base is not None:
+        hint = (
+            f"; it subclasses {base.__name__}: if it computes like one, add "
+            f"(axdnn.nn.{type(part).__name__}, {type(module).__name__}) to the layer_map "
+            "argument of approximate"
         )
-    if spec.multiplier is None:
-        layer = target.from_float(module, spec.weight_format, spec.act_format)
-    else:
-        layer = target.from_float(module, get_multiplier(spec.multiplier), config_of(spec))
-    layer._axdnn_name = name
-    return layer
+    raise ConfigError(
+        f"plan pattern {pattern!r} names layer {name!r} of type {type(module).__name__}, which "
+        f"axdnn cannot approximate with a {type(part).__name__}; supported: "
+        f"{', '.join(accepted)}{hint}"
+    )
+
+
+def _record(name: str, module: nn.Module, pattern: str, spec: LayerSpec) -> LayerRecord:
+    return LayerRecord(
+        name,
+        type(module).__name__,
+        "approximate",
+        spec.multiplier,
+        pattern,
+        weight_format=spec.weight_format,
+        act_format=spec.act_format,
+    )
 
 
 def approximate(
     model: nn.Module,
     plan: Plan,
     calibration_data: Dataset | DataLoader | torch.Tensor | None,
+    *,
     batches: int = CALIBRATION_BATCHES,
     seed: int = 0,
+    layer_map: LayerMap | None = None,
 ) -> nn.Module:
     """Return a calibrated copy of `model` with the plan's layers on their multipliers or in
-    their number formats (a LayerSpec with formats and no multiplier).
+    their number formats, converted through `layer_map` (default DEFAULT_LAYER_MAP).
 
     The copy carries `approximation` (an ApproximationReport); the original is untouched.
     With `calibration_data=None` the layers stay uncalibrated, for loading a saved state dict.
     """
+    layer_map = DEFAULT_LAYER_MAP if layer_map is None else layer_map
     new = copy.deepcopy(model)
-    layers = multiplying_layers(new)
+    layers = multiplying_layers(new, layer_map)
     chosen = plan.resolve(list(layers))
     report = ApproximationReport()
     for name, module in layers.items():
@@ -127,22 +150,14 @@ def approximate(
             )
             continue
         pattern, spec = chosen[name]
-        if spec.multiplier is None and not spec.has_formats:
+        part = spec.compute
+        if part is None:
             reason = f"plan pattern {pattern!r} keeps it float (multiplier: null, no formats)"
             report.layers.append(LayerRecord(name, kind, "exact", pattern=pattern, reason=reason))
             continue
-        _replace(new, name, _convert(name, module, pattern, spec))
-        report.layers.append(
-            LayerRecord(
-                name,
-                kind,
-                "approximate",
-                spec.multiplier,
-                pattern,
-                weight_format=spec.weight_format,
-                act_format=spec.act_format,
-            )
-        )
+        target = _converter(name, module, pattern, part, layer_map)
+        _replace(new, name, target.from_float(module, part, name=name))
+        report.layers.append(_record(name, module, pattern, spec))
     if calibration_data is not None:
         calibrate(new, calibration_data, batches, seed)
     new.approximation = report
@@ -167,7 +182,7 @@ def _batches(data, batches: int, seed: int):
 def calibrate(model: nn.Module, data, batches: int = CALIBRATION_BATCHES, seed: int = 0) -> None:
     """Fix every approximate layer's activation range from a few batches of data (format layers
     count how often their FPEC activations are compensated, for the cost model)."""
-    targets = [m for m in model.modules() if isinstance(m, (*APPROX_LAYERS, *FORMAT_LAYERS))]
+    targets = [m for m in model.modules() if isinstance(m, ApproxLayer)]
     if not targets:
         return
     was_training = model.training

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from axdnn.cost.profile import HardwareProfile
 from axdnn.errors import ConfigError
 from axdnn.formats import (
     Binary,
@@ -36,7 +37,9 @@ from axdnn.formats import (
     pact,
     parse_format,
 )
+from axdnn.nn.base import ApproxLayer
 from axdnn.nn.cloning import clone_conv, clone_linear
+from axdnn.nn.plan import FormatSpec
 
 INTEGER_FORMATS = (FixedPoint, Fpec, PactFormat, DoReFa, Binary, Ternary)
 
@@ -88,7 +91,7 @@ def _expected_comp_fraction(fmt: Fpec) -> float:
     return 1.0 - 2.0 * fmt.threshold
 
 
-class FormatMixin:
+class FormatMixin(ApproxLayer):
     """Weight/activation formats, their straight-through quantization and the compensated MAC."""
 
     def _setup_formats(self, weight_format: str | Format | None, act_format: str | Format | None):
@@ -126,10 +129,6 @@ class FormatMixin:
             with torch.no_grad():
                 self.act_alpha.fill_(self._seen_max)
         self._seen_max = None
-
-    @property
-    def layer_name(self) -> str:
-        return getattr(self, "_axdnn_name", type(self).__name__)
 
     # ---- quantization --------------------------------------------------------------------------
     def _operand(self, fmt: Format | None, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -186,8 +185,8 @@ class FormatMixin:
             fa = done / seen if seen > 0 else _expected_comp_fraction(self.act_format)
         return fw, fa
 
-    def hardware_profile(self) -> dict[str, Any]:
-        """What the cost model needs to price this layer (read by duck typing in axdnn.cost)."""
+    def hardware_profile(self) -> HardwareProfile:
+        """Operand widths and arithmetic of the formats, with FPEC compensation bits."""
         w, a = operand_profile(self.weight_format), operand_profile(self.act_format)
         if "float" in (w["arith"], a["arith"]) and "fp32" not in (w["arith"], a["arith"]):
             wide = w if (w["man_bits"] or 0) >= (a["man_bits"] or 0) else a
@@ -197,25 +196,22 @@ class FormatMixin:
         else:
             arith, exp_bits, man_bits = "int", None, None
         fw, fa = self.comp_fractions()
-        return {
-            "kind": "format",
-            "weight_format": self.weight_format.spec if self.weight_format else None,
-            "act_format": self.act_format.spec if self.act_format else None,
-            "weight_bits": w["bits"],
-            "act_bits": a["bits"],
-            "arith": arith,
-            "exp_bits": exp_bits,
-            "man_bits": man_bits,
-            "acc_bits": None,
-            "weight_extra_bits": w["extra_bits"],
-            "act_extra_bits": a["extra_bits"],
-            "weight_comp_bits": w["comp_bits"],
-            "act_comp_bits": a["comp_bits"],
-            "weight_comp_fraction": fw,
-            "act_comp_fraction": fa,
-            "multiplier": None,
-            "mul_energy_scale": 1.0,
-        }
+        return HardwareProfile(
+            kind="format",
+            weight_format=self.weight_format.spec if self.weight_format else None,
+            act_format=self.act_format.spec if self.act_format else None,
+            weight_bits=w["bits"],
+            act_bits=a["bits"],
+            arith=arith,
+            exp_bits=exp_bits,
+            man_bits=man_bits,
+            weight_extra_bits=w["extra_bits"],
+            act_extra_bits=a["extra_bits"],
+            weight_comp_bits=w["comp_bits"],
+            act_comp_bits=a["comp_bits"],
+            weight_comp_fraction=fw,
+            act_comp_fraction=fa,
+        )
 
     def describe(self) -> str:
         parts = []
@@ -251,16 +247,14 @@ class FormatConv2d(FormatMixin, nn.Conv2d):
     """nn.Conv2d with weights and inputs in number formats (compensated MAC for FPEC)."""
 
     @classmethod
-    def from_float(
-        cls, conv: nn.Conv2d, weight_format: str | Format | None, act_format: str | Format | None
-    ) -> FormatConv2d:
+    def from_float(cls, conv: nn.Conv2d, spec: FormatSpec, *, name: str = "") -> FormatConv2d:
         if conv.padding_mode != "zeros":
             raise ConfigError(
                 f"cannot put a Conv2d with padding_mode={conv.padding_mode!r} in number formats"
             )
         layer = clone_conv(cls, conv)
-        layer._setup_formats(weight_format, act_format)
-        return layer
+        layer._setup_formats(spec.weight_format, spec.act_format)
+        return layer._named(name)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._mac(_ConvOp(self), x)
@@ -273,12 +267,10 @@ class FormatLinear(FormatMixin, nn.Linear):
     """nn.Linear with weights and inputs in number formats (compensated MAC for FPEC)."""
 
     @classmethod
-    def from_float(
-        cls, linear: nn.Linear, weight_format: str | Format | None, act_format: str | Format | None
-    ) -> FormatLinear:
+    def from_float(cls, linear: nn.Linear, spec: FormatSpec, *, name: str = "") -> FormatLinear:
         layer = clone_linear(cls, linear)
-        layer._setup_formats(weight_format, act_format)
-        return layer
+        layer._setup_formats(spec.weight_format, spec.act_format)
+        return layer._named(name)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._mac(_LinearOp(), x)

@@ -8,69 +8,60 @@ fine-tuning and evaluation run the same arithmetic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from axdnn.arith import Multiplier
+from axdnn.arith import Multiplier, get_multiplier
+from axdnn.cost.profile import HardwareProfile
 from axdnn.errors import ConfigError
 from axdnn.kernels import ConvGeometry
+from axdnn.nn.base import ApproxLayer
 from axdnn.nn.cloning import clone_conv, clone_linear
 from axdnn.nn.functional import ConvOp, LinearOp, TableMac, TableOperands, WeightCodes, weight_codes
-from axdnn.nn.gradients import DEFAULT_RANK, GRADIENTS, table_gradient
+from axdnn.nn.gradients import table_gradient
 from axdnn.nn.observers import Observer
+from axdnn.nn.plan import MultiplierSpec
 from axdnn.nn.quant import QuantScheme
 
 
-@dataclass(frozen=True)
-class ApproxConfig:
-    """Per-layer choices besides the multiplier (filled from a LayerSpec)."""
+class TableLayer(ApproxLayer):
+    """Base of product-table layers (ApproxConv2d, ApproxLinear, a user's own): the multiplier,
+    quantizer state, calibration and the table MAC. A subclass calls `_setup(spec)` once its
+    torch parameters exist, and computes with `_table_forward(op, x)` where `op` is a ConvOp or
+    LinearOp; `mac_weight()` gives the weight in the shape `op` expects (override it for, e.g.,
+    a Conv1d seen as a 1 x k Conv2d)."""
 
-    act_observer: str = "minmax"
-    weight_observer: str = "minmax"
-    per_channel: bool = True
-    acc_bits: int | None = None
-    gradient: str = "ste"
-    gradient_rank: int = DEFAULT_RANK
-    backend: str = "auto"
+    def mac_weight(self) -> torch.Tensor:
+        """The weight as the MAC sees it (default: the module's own weight)."""
+        return self.weight
 
-    def __post_init__(self) -> None:
-        if self.gradient not in GRADIENTS:
-            raise ConfigError(f"unknown gradient {self.gradient!r}; expected one of {GRADIENTS}")
-        if self.acc_bits is not None and not 8 <= self.acc_bits <= 64:
-            raise ConfigError(f"acc_bits must be 8..64, got {self.acc_bits}")
-
-
-class ApproxMixin:
-    """Quantizer state and calibration shared by ApproxConv2d and ApproxLinear."""
-
-    def _setup(self, multiplier: Multiplier, config: ApproxConfig) -> None:
+    def _setup(self, spec: MultiplierSpec, multiplier: Multiplier | None = None) -> None:
+        multiplier = get_multiplier(spec.multiplier) if multiplier is None else multiplier
         self.multiplier = multiplier
-        self.config = config
+        self.spec = spec
         self.a_scheme = QuantScheme(
-            multiplier.a_bits, multiplier.a_signed, False, False, config.act_observer
+            multiplier.a_bits, multiplier.a_signed, False, False, spec.act_observer
         )
         self.b_scheme = QuantScheme(
             multiplier.b_bits,
             multiplier.b_signed,
             symmetric=multiplier.b_signed,
-            per_channel=config.per_channel,
-            observer=config.weight_observer,
+            per_channel=spec.per_channel,
+            observer=spec.weight_observer,
         )
         grad = None
-        if config.gradient == "table":
+        if spec.gradient == "table":
             grad = table_gradient(
-                multiplier.table, multiplier.a_signed, multiplier.b_signed, config.gradient_rank
+                multiplier.table, multiplier.a_signed, multiplier.b_signed, spec.gradient_rank
             )
         self.operands = TableOperands(
             multiplier.table,
             self.a_scheme,
             self.b_scheme,
-            config.gradient,
+            spec.gradient,
             grad,
-            config.backend,
-            config.acc_bits,
+            spec.backend,
+            spec.acc_bits,
         )
         self.register_buffer("act_scale", torch.ones(()))
         self.register_buffer("act_zero", torch.zeros((), dtype=torch.int64))
@@ -91,24 +82,21 @@ class ApproxMixin:
         self.calibrated.fill_(True)
         self._observer = None
 
-    @property
-    def layer_name(self) -> str:
-        return getattr(self, "_axdnn_name", type(self).__name__)
-
     def weight_codes(self) -> WeightCodes:
         """The quantized weights (scale, zero point, table indices, code sums), cached until
         the weights change (fine-tuning recomputes them once per step, inference never)."""
-        key = (self.weight._version, self.weight.data_ptr())
+        weight = self.mac_weight()
+        key = (weight._version, weight.data_ptr(), tuple(weight.shape))
         if self._weight_cache is None or self._weight_cache[0] != key:
             observer = Observer(self.b_scheme, axis=0)
-            observer.observe(self.weight)
+            observer.observe(weight)
             scale, zero = observer.qparams()
             if not self.b_scheme.per_channel:
-                scale = scale.expand(self.weight.shape[0])
-                zero = zero.expand(self.weight.shape[0])
-            device = self.weight.device
+                scale = scale.expand(weight.shape[0])
+                zero = zero.expand(weight.shape[0])
+            device = weight.device
             scale, zero = scale.to(device).contiguous(), zero.to(device).contiguous()
-            self._weight_cache = (key, weight_codes(self.weight, scale, zero, self.b_scheme))
+            self._weight_cache = (key, weight_codes(weight, scale, zero, self.b_scheme))
         return self._weight_cache[1]
 
     def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +119,7 @@ class ApproxMixin:
         if self._observer is not None:
             self._observer.observe(x)
             self._record_hist(x)
-            return op.float_op(x, self.weight)
+            return op.float_op(x, self.mac_weight())
         if not bool(self.calibrated):
             raise ConfigError(
                 f"approximate layer {self.layer_name!r} is not calibrated; build it with "
@@ -139,7 +127,7 @@ class ApproxMixin:
             )
         return TableMac.apply(
             x.float(),
-            self.weight,
+            self.mac_weight(),
             op,
             self.operands,
             self.act_scale,
@@ -149,48 +137,38 @@ class ApproxMixin:
         )
 
     def describe(self) -> str:
-        return f"multiplier={self.multiplier.name}, gradient={self.config.gradient}"
+        return f"multiplier={self.multiplier.name}, gradient={self.spec.gradient}"
 
-    def hardware_profile(self) -> dict:
-        """What the cost model needs to price this layer (read by duck typing in axdnn.cost):
-        integer operands of the multiplier's widths and its energy relative to an exact one."""
+    def hardware_profile(self) -> HardwareProfile:
+        """Integer operands of the multiplier's widths and its energy relative to an exact one."""
         m = self.multiplier
-        return {
-            "kind": "multiplier",
-            "weight_format": None,
-            "act_format": None,
-            "weight_bits": m.b_bits,
-            "act_bits": m.a_bits,
-            "arith": "int",
-            "exp_bits": None,
-            "man_bits": None,
-            "acc_bits": self.config.acc_bits,
-            "weight_extra_bits": 0,
-            "act_extra_bits": 0,
-            "weight_comp_bits": 0,
-            "act_comp_bits": 0,
-            "weight_comp_fraction": 0.0,
-            "act_comp_fraction": 0.0,
-            "multiplier": m.name,
-            "mul_energy_scale": relative_mul_energy(m),
-        }
+        return HardwareProfile(
+            kind="multiplier",
+            weight_bits=m.b_bits,
+            act_bits=m.a_bits,
+            arith="int",
+            acc_bits=self.spec.acc_bits,
+            multiplier=m.name,
+            mul_energy_scale=relative_mul_energy(m),
+        )
 
 
-class ApproxConv2d(ApproxMixin, nn.Conv2d):
+class ApproxConv2d(TableLayer, nn.Conv2d):
     """nn.Conv2d whose products come from a multiplier's table (any stride/padding/groups)."""
 
     @classmethod
     def from_float(
-        cls, conv: nn.Conv2d, multiplier: Multiplier, config: ApproxConfig
+        cls, conv: nn.Conv2d, spec: MultiplierSpec, *, name: str = "", multiplier=None
     ) -> ApproxConv2d:
+        """`multiplier`: an already built Multiplier for `spec.multiplier` (saves a lookup)."""
         if conv.padding_mode != "zeros":
             raise ConfigError(
                 f"cannot approximate a Conv2d with padding_mode={conv.padding_mode!r}"
             )
         padding = _numeric_padding(conv)
         layer = clone_conv(cls, conv, padding)
-        layer._setup(multiplier, config)
-        return layer
+        layer._setup(spec, multiplier)
+        return layer._named(name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         geom = ConvGeometry.of(
@@ -203,16 +181,16 @@ class ApproxConv2d(ApproxMixin, nn.Conv2d):
         return f"{super().extra_repr()}, {self.describe()}"
 
 
-class ApproxLinear(ApproxMixin, nn.Linear):
+class ApproxLinear(TableLayer, nn.Linear):
     """nn.Linear over any leading dimensions, products from a multiplier's table."""
 
     @classmethod
     def from_float(
-        cls, linear: nn.Linear, multiplier: Multiplier, config: ApproxConfig
+        cls, linear: nn.Linear, spec: MultiplierSpec, *, name: str = "", multiplier=None
     ) -> ApproxLinear:
         layer = clone_linear(cls, linear)
-        layer._setup(multiplier, config)
-        return layer
+        layer._setup(spec, multiplier)
+        return layer._named(name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

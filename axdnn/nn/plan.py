@@ -13,6 +13,12 @@ Per-layer precision: `weight_format` / `act_format` (spec strings of `axdnn.form
 computed in float (FormatConv2d / FormatLinear). A multiplier fixes the integer operand domain
 itself (its a_bits/b_bits and signedness, with observer-calibrated scales), so a format beside a
 multiplier is an error rather than a second, conflicting description of the same operands.
+
+Typed specs: a LayerSpec is a set of typed parts, at most one per slot (`MultiplierSpec` or
+`FormatSpec` in slot "compute"; other rooms register more with `register_spec_part`). Files stay
+flat (`{multiplier: drum:4, gradient: table}`): each part owns its keys, and a LayerSpec folds
+the flat keys into parts on load and flattens them again on save. Each part kind converts layers
+through `approximate`'s `layer_map`, keyed by (part type, torch layer type).
 """
 
 from __future__ import annotations
@@ -20,45 +26,59 @@ from __future__ import annotations
 import fnmatch
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from axdnn.errors import AxError, ConfigError
 from axdnn.formats import parse_format
 from axdnn.kernels import list_backends
+from axdnn.nn.gradients import DEFAULT_RANK, GRADIENTS
+from axdnn.nn.quant import OBSERVERS
+
+PLAN_VERSION = 1
+Gradient = Literal[GRADIENTS]  # type: ignore[valid-type]
+ObserverName = Literal[OBSERVERS]  # type: ignore[valid-type]
 
 
-class LayerSpec(BaseModel):
-    """What the hardware does in one layer."""
+class SpecPart(BaseModel):
+    """One typed part of a layer's spec. `slot` says which parts exclude each other; `trigger`
+    names the keys whose (non-null) presence in a flat plan entry selects this part."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    slot: ClassVar[str]
+    trigger: ClassVar[tuple[str, ...]]
 
-    multiplier: str | None = Field(
-        None, description="Multiplier spec, e.g. drum:4@u8; null = float"
-    )
-    act_observer: Literal["minmax", "percentile", "mse"] = "minmax"
-    weight_observer: Literal["minmax", "percentile", "mse"] = "minmax"
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
+
+
+class MultiplierSpec(SpecPart):
+    """The layer's products come from a multiplier's table (ApproxConv2d / ApproxLinear)."""
+
+    slot: ClassVar[str] = "compute"
+    trigger: ClassVar[tuple[str, ...]] = ("multiplier",)
+
+    multiplier: str = Field(description="Multiplier spec, e.g. drum:4@u8")
+    act_observer: ObserverName = "minmax"
+    weight_observer: ObserverName = "minmax"
     per_channel: bool = True
     acc_bits: int | None = Field(None, ge=8, le=64)
-    gradient: Literal["ste", "table"] = "ste"
+    gradient: Gradient = "ste"
+    gradient_rank: int = Field(DEFAULT_RANK, ge=1, description="Rank of the table gradient.")
     backend: str = "auto"
-    weight_format: str | None = Field(None, description="Weight number format, e.g. fxp:s2.6")
-    act_format: str | None = Field(None, description="Input number format, e.g. pact:4")
-
-    @property
-    def has_formats(self) -> bool:
-        """True when the spec names a weight or an activation format."""
-        return self.weight_format is not None or self.act_format is not None
 
     @field_validator("backend")
     @classmethod
@@ -71,6 +91,24 @@ class LayerSpec(BaseModel):
             )
         return value
 
+    @field_validator("multiplier")
+    @classmethod
+    def _check_multiplier(cls, value: str) -> str:
+        from axdnn.arith import get_multiplier
+
+        get_multiplier(value)
+        return value
+
+
+class FormatSpec(SpecPart):
+    """The layer's weights and/or inputs are held in number formats (FormatConv2d / ...)."""
+
+    slot: ClassVar[str] = "compute"
+    trigger: ClassVar[tuple[str, ...]] = ("weight_format", "act_format")
+
+    weight_format: str | None = Field(None, description="Weight number format, e.g. fxp:s2.6")
+    act_format: str | None = Field(None, description="Input number format, e.g. pact:4")
+
     @field_validator("weight_format", "act_format")
     @classmethod
     def _check_format(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -79,30 +117,128 @@ class LayerSpec(BaseModel):
         parse_format(value, source=f"plan key {info.field_name!r}")
         return value
 
+
+SPEC_PARTS: list[type[SpecPart]] = [MultiplierSpec, FormatSpec]
+
+
+def register_spec_part(cls: type[SpecPart]) -> type[SpecPart]:
+    """Make a new kind of per-layer spec part loadable from plan files (a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, SpecPart)):
+        raise ConfigError(f"register_spec_part needs a SpecPart subclass, got {cls!r}")
+    taken = {k for part in SPEC_PARTS if part is not cls for k in part.keys()}
+    clash = sorted(taken & set(cls.keys()))
+    if clash:
+        raise ConfigError(f"spec part {cls.__name__} reuses plan key(s) {clash}")
+    if cls not in SPEC_PARTS:
+        SPEC_PARTS.append(cls)
+    return cls
+
+
+def _fold(raw: dict[str, Any]) -> list[SpecPart]:
+    """The typed parts of one flat plan entry; unknown or orphaned keys are errors."""
+    known = {k for part in SPEC_PARTS for k in part.keys()}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown plan key(s) {', '.join(map(repr, unknown))}; accepted keys: "
+            f"{', '.join(sorted(known))}"
+        )
+    parts, used = [], set()
+    for kind in SPEC_PARTS:
+        if any(raw.get(k) is not None for k in kind.trigger):
+            mine = {k: v for k, v in raw.items() if k in kind.keys()}
+            parts.append(kind(**mine))
+            used |= set(mine)
+    _check_slots(parts, raw)
+    orphans = sorted(k for k in set(raw) - used if raw[k] is not None and k != "multiplier")
+    if orphans:
+        owner = {k: part.__name__ for part in SPEC_PARTS for k in part.keys()}
+        detail = ", ".join(f"{k} (a {owner[k]} key)" for k in orphans)
+        raise ConfigError(f"plan entry gives {detail} but not the part it belongs to")
+    return parts
+
+
+def _check_slots(parts: list[SpecPart], raw: dict[str, Any]) -> None:
+    slots = [p.slot for p in parts]
+    for slot in set(slots):
+        if slots.count(slot) < 2:
+            continue
+        given = ", ".join(
+            f"{k}={raw[k]!r}"
+            for p in parts[1:]
+            if p.slot == slot
+            for k in p.trigger
+            if raw.get(k) is not None
+        )
+        first = next(p for p in parts if p.slot == slot)
+        head = ", ".join(f"{k}={raw[k]!r}" for k in first.trigger if raw.get(k) is not None)
+        raise ConfigError(
+            f"layer spec gives {given} beside {head}; a multiplier fixes the integer operand "
+            "domain (its widths and signedness), so give either a multiplier or "
+            "weight_format/act_format, not both"
+        )
+
+
+class LayerSpec(BaseModel):
+    """What the hardware does in one layer: its typed parts, at most one per slot. Built from
+    flat keys, `LayerSpec(multiplier="drum:4", gradient="table")`, or from parts,
+    `LayerSpec(parts=(MultiplierSpec(multiplier="drum:4"),))`; no part keeps the layer float."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parts: tuple[SerializeAsAny[SpecPart], ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "parts" not in data:
+            return {"parts": tuple(_fold(data))}
+        return data
+
     @model_validator(mode="after")
-    def _check_combination(self) -> LayerSpec:
-        if self.multiplier is not None and self.has_formats:
-            given = ", ".join(
-                f"{k}={getattr(self, k)!r}"
-                for k in ("weight_format", "act_format")
-                if getattr(self, k) is not None
-            )
-            raise ConfigError(
-                f"layer spec gives {given} beside multiplier={self.multiplier!r}; a multiplier "
-                "fixes the integer operand domain (its widths and signedness), so give either "
-                "a multiplier or weight_format/act_format, not both"
-            )
+    def _one_per_slot(self) -> LayerSpec:
+        slots = [p.slot for p in self.parts]
+        if len(set(slots)) != len(slots):
+            raise ConfigError(f"layer spec has two parts in one slot: {self.parts}")
         return self
 
-    @field_validator("multiplier")
-    @classmethod
-    def _check_multiplier(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from axdnn.arith import get_multiplier
+    @model_serializer
+    def _flat(self) -> dict[str, Any]:
+        if not self.parts:
+            return {"multiplier": None}
+        flat: dict[str, Any] = {}
+        for part in self.parts:
+            flat.update(part.model_dump())
+        return flat
 
-        get_multiplier(value)
-        return value
+    def part(self, slot: str) -> SpecPart | None:
+        """The part in `slot` ('compute', or a slot another room registered), if any."""
+        return next((p for p in self.parts if p.slot == slot), None)
+
+    @property
+    def compute(self) -> SpecPart | None:
+        """How the layer multiplies: a MultiplierSpec, a FormatSpec, or None (float)."""
+        return self.part("compute")
+
+    @property
+    def multiplier(self) -> str | None:
+        part = self.compute
+        return part.multiplier if isinstance(part, MultiplierSpec) else None
+
+    @property
+    def weight_format(self) -> str | None:
+        part = self.compute
+        return part.weight_format if isinstance(part, FormatSpec) else None
+
+    @property
+    def act_format(self) -> str | None:
+        part = self.compute
+        return part.act_format if isinstance(part, FormatSpec) else None
+
+    @property
+    def has_formats(self) -> bool:
+        """True when the spec names a weight or an activation format."""
+        return isinstance(self.compute, FormatSpec)
 
 
 class Plan(BaseModel):
@@ -112,6 +248,17 @@ class Plan(BaseModel):
 
     layers: dict[str, LayerSpec]
     description: str = ""
+    version: int = Field(PLAN_VERSION, description="Plan file format version.")
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: int) -> int:
+        if value != PLAN_VERSION:
+            raise ConfigError(
+                f"plan format version {value} is not one this axdnn reads (it reads version "
+                f"{PLAN_VERSION}); upgrade axdnn or re-save the plan"
+            )
+        return value
 
     @classmethod
     def uniform(cls, multiplier: str, **spec) -> Plan:
@@ -128,7 +275,7 @@ class Plan(BaseModel):
             return cls.model_validate(data)
         except ValidationError as err:
             raise ConfigError(f"{source}: invalid plan: {_first_errors(err)}") from None
-        except AxError as err:  # a bad multiplier/format or combination, raised by a validator
+        except AxError as err:  # a bad key, multiplier, format or combination
             raise type(err)(f"{source}{_failing_pattern(data)}: {err}") from None
 
     @classmethod

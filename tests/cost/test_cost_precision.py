@@ -2,6 +2,7 @@
 compensation overhead, published multiplier power; models and the `cost` command."""
 
 from collections import OrderedDict
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 
 from axdnn.cost import (
     HOROWITZ_45NM,
+    HardwareProfile,
     LayerPrecision,
     count_ops,
     estimate_energy,
@@ -22,8 +24,7 @@ T = HOROWITZ_45NM
 
 
 def profile(**kw):
-    base = {"weight_bits": 8, "act_bits": 8, "arith": "int"}
-    return {**base, **kw}
+    return HardwareProfile(**{"kind": "test", "weight_bits": 8, "act_bits": 8, **kw})
 
 
 class Described(nn.Linear):
@@ -79,7 +80,7 @@ def test_fpec_compensation_adds_memory_bits_and_sparse_products():
     assert p.mul_energy_scale * T.int_mul(4, 4) == pytest.approx(T.int_mul(4, 4) + comp)
     assert p.mul_energy_scale > plain.mul_energy_scale
     none_compensated = precision_from_profile(
-        {**fpec, "weight_comp_fraction": 0.0, "act_comp_fraction": 0.0}
+        replace(fpec, weight_comp_fraction=0.0, act_comp_fraction=0.0)
     )
     assert none_compensated.mul_energy_scale == pytest.approx(1.0)
 
@@ -96,12 +97,15 @@ def test_published_multiplier_power_scales_only_the_multiplier():
 
 
 def test_bad_profiles_are_config_errors_naming_the_layer():
-    with pytest.raises(ConfigError, match="'fc'.*weight_bits"):
-        precision_from_model(nn.Sequential(OrderedDict(fc=Described({"arith": "int"}))))
+    untyped = {"weight_bits": 8, "act_bits": 8, "arith": "int"}
+    with pytest.raises(ConfigError, match="'fc'.*returned dict.*HardwareProfile"):
+        precision_from_model(nn.Sequential(OrderedDict(fc=Described(untyped))))
     with pytest.raises(ConfigError, match="arith"):
-        precision_from_profile(profile(arith="posit"))
+        profile(arith="posit")
     with pytest.raises(ConfigError, match="man_bits"):
-        precision_from_profile(profile(arith="float"))
+        profile(arith="float")
+    with pytest.raises(ConfigError, match="act_comp_fraction"):
+        profile(act_comp_fraction=1.5)
 
 
 def test_model_precision_reads_profiles_and_defaults_to_fp32():

@@ -8,7 +8,7 @@ from torch import nn
 
 from axdnn.errors import ConfigError, FormatError
 from axdnn.formats import Fpec, parse_format
-from axdnn.nn import FormatConv2d, FormatLinear, LayerSpec, Plan, approximate
+from axdnn.nn import FormatConv2d, FormatLinear, FormatSpec, LayerSpec, Plan, approximate
 
 
 def small_model():
@@ -36,7 +36,9 @@ def slow_compensated_linear(x, w, b, fx: Fpec, fw: Fpec):
 def test_fpec_linear_computes_the_compensated_mac():
     torch.manual_seed(1)
     lin = nn.Linear(6, 3)
-    layer = FormatLinear.from_float(lin, "fpec:s1.3,c=1", "fpec:s3.2,c=2")
+    layer = FormatLinear.from_float(
+        lin, FormatSpec(weight_format="fpec:s1.3,c=1", act_format="fpec:s3.2,c=2")
+    )
     x = torch.randn(4, 6)
     want = slow_compensated_linear(
         x,
@@ -51,7 +53,9 @@ def test_fpec_linear_computes_the_compensated_mac():
 def test_fpec_conv_equals_fixed_point_conv_plus_compensation_and_differs_from_it():
     torch.manual_seed(2)
     conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False)
-    layer = FormatConv2d.from_float(conv, "fpec:s1.3,c=0", "fpec:s3.2,c=0")
+    layer = FormatConv2d.from_float(
+        conv, FormatSpec(weight_format="fpec:s1.3,c=0", act_format="fpec:s3.2,c=0")
+    )
     x = torch.randn(2, 3, 7, 7)
     fw, fx = parse_format("fpec:s1.3"), parse_format("fpec:s3.2")
     ew, ex = fw.encode(conv.weight.detach()), fx.encode(x)
@@ -66,7 +70,9 @@ def test_fpec_conv_equals_fixed_point_conv_plus_compensation_and_differs_from_it
 
 def test_fixed_point_layer_quantizes_both_operands_and_passes_gradients():
     conv = small_model()[0]
-    layer = FormatConv2d.from_float(conv, "fxp:s1.3", "fxp:s2.2")
+    layer = FormatConv2d.from_float(
+        conv, FormatSpec(weight_format="fxp:s1.3", act_format="fxp:s2.2")
+    )
     x = torch.randn(2, 2, 5, 5, requires_grad=True)
     wq = parse_format("fxp:s1.3").quantize(conv.weight.detach())
     xq = parse_format("fxp:s2.2").quantize(x.detach())
@@ -160,12 +166,14 @@ def test_hardware_profiles_describe_formats_and_multipliers():
     )
     approx = approximate(small_model(), plan, torch.relu(torch.randn(8, 2, 5, 5)))
     p = approx[0].hardware_profile()
-    assert (p["weight_bits"], p["act_bits"], p["arith"]) == (5, 6, "int")
-    assert (p["weight_extra_bits"], p["act_extra_bits"]) == (3, 4)
-    assert (p["weight_comp_bits"], p["act_comp_bits"]) == (2, 3)
-    assert 0 < p["weight_comp_fraction"] <= 1 and 0 < p["act_comp_fraction"] <= 1
+    assert (p.weight_bits, p.act_bits, p.arith) == (5, 6, "int")
+    assert (p.weight_extra_bits, p.act_extra_bits) == (3, 4)
+    assert (p.weight_comp_bits, p.act_comp_bits) == (2, 3)
+    assert 0 < p.weight_comp_fraction <= 1 and 0 < p.act_comp_fraction <= 1
     q = approx[3].hardware_profile()
-    assert (q["weight_bits"], q["act_bits"], q["multiplier"]) == (8, 8, "drum:4@u8")
-    assert q["mul_energy_scale"] == 1.0
-    f = FormatLinear.from_float(nn.Linear(3, 2), "bf16", "fp8_e4m3").hardware_profile()
-    assert (f["arith"], f["man_bits"], f["weight_bits"], f["act_bits"]) == ("float", 7, 16, 8)
+    assert (q.weight_bits, q.act_bits, q.multiplier) == (8, 8, "drum:4@u8")
+    assert q.mul_energy_scale == 1.0
+    f = FormatLinear.from_float(
+        nn.Linear(3, 2), FormatSpec(weight_format="bf16", act_format="fp8_e4m3")
+    ).hardware_profile()
+    assert (f.arith, f.man_bits, f.weight_bits, f.act_bits) == ("float", 7, 16, 8)

@@ -77,3 +77,53 @@ def test_missing_and_malformed_plan_files(tmp_path):
     bad.write_text("- just a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         Plan.load(bad)
+
+
+def test_flat_entries_become_typed_parts_and_flatten_again():
+    from axdnn.nn import FormatSpec, MultiplierSpec
+
+    spec = LayerSpec(multiplier="drum:4", gradient="table", backend="torch")
+    assert isinstance(spec.compute, MultiplierSpec) and spec.compute.gradient == "table"
+    fmt = LayerSpec(weight_format="fxp:s2.6")
+    assert isinstance(fmt.compute, FormatSpec) and fmt.multiplier is None
+    assert LayerSpec().compute is None and LayerSpec().model_dump() == {"multiplier": None}
+    assert LayerSpec(**spec.model_dump()) == spec
+    assert LayerSpec(parts=(MultiplierSpec(multiplier="drum:4"),)).multiplier == "drum:4"
+
+
+def test_keys_of_an_absent_part_are_errors_naming_the_part():
+    with pytest.raises(ConfigError, match=r"gradient \(a MultiplierSpec key\)"):
+        LayerSpec(gradient="table")
+    with pytest.raises(ConfigError, match="accepted keys"):
+        Plan.from_dict({"layers": {"*": {"multipler": "drum:4"}}})
+
+
+def test_plans_carry_their_format_version(tmp_path):
+    plan = Plan.uniform("drum:4")
+    assert plan.model_dump()["version"] == 1
+    old = Plan.from_dict({"layers": {"*": {"multiplier": "drum:4"}}})  # files before versions
+    assert old == plan
+    with pytest.raises(ConfigError, match="version 2"):
+        Plan.from_dict({"version": 2, "layers": {"*": {"multiplier": "drum:4"}}})
+
+
+def test_a_new_spec_part_kind_is_loadable_once_registered(monkeypatch):
+    from typing import ClassVar
+
+    from axdnn.nn import SpecPart, register_spec_part
+    from axdnn.nn import plan as plan_module
+
+    class KeepSpec(SpecPart):
+        slot: ClassVar[str] = "keep"
+        trigger: ClassVar[tuple[str, ...]] = ("keep_ratio",)
+        keep_ratio: float
+
+    monkeypatch.setattr(plan_module, "SPEC_PARTS", list(plan_module.SPEC_PARTS))
+    with pytest.raises(ConfigError, match="keep_ratio"):
+        LayerSpec(multiplier="drum:4", keep_ratio=0.5)
+    register_spec_part(KeepSpec)
+    spec = LayerSpec(multiplier="drum:4", keep_ratio=0.5)
+    assert spec.part("keep").keep_ratio == 0.5 and spec.multiplier == "drum:4"
+    assert LayerSpec(**spec.model_dump()) == spec
+    with pytest.raises(ConfigError, match="reuses plan key"):
+        register_spec_part(type("Clash", (KeepSpec,), {"__annotations__": {"gradient": str}}))
