@@ -48,6 +48,8 @@ class Checkpoint:
             model = build_model(self.model_name, **self.model_kwargs)
         except ModelError as err:
             raise CheckpointError(f"checkpoint {self.path or ''}: {err}") from err
+        if self.extra.get("layer_shapes"):  # a slimmed (structurally pruned) model
+            resize_layers(model, self.extra["layer_shapes"], f"checkpoint {self.path or ''}")
         if wrap is not None:
             model = wrap(model)
         try:
@@ -85,6 +87,79 @@ def _plain(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _plain(v) for k, v in value.items())
     return False
+
+
+_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
+def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
+    """Channel counts of every conv, linear and batch-norm layer, as plain data: what a slimmed
+    model stores (`extra["layer_shapes"]`) so that its factory's model can be resized on load."""
+    shapes: dict[str, dict[str, int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            shapes[name] = {"in": m.in_channels, "out": m.out_channels, "groups": m.groups}
+        elif isinstance(m, nn.Linear):
+            shapes[name] = {"in": m.in_features, "out": m.out_features}
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            shapes[name] = {"out": m.num_features}
+    return shapes
+
+
+def resize_layers(model: nn.Module, shapes: dict[str, Any], where: str = "") -> None:
+    """Give the named layers the stored channel counts (fresh, uninitialised tensors that the
+    state dict then fills); only plain integers are read, so no stored code ever runs."""
+    modules = dict(model.named_modules())
+    for name, shape in shapes.items():
+        module = modules.get(name)
+        if not isinstance(module, _LAYER_TYPES) or not _shape_fits(module, shape):
+            raise CheckpointError(
+                f"{where}: stored layer shape {name!r}: {shape!r} does not fit the model: "
+                "expected a conv, linear or batch-norm layer and positive integer channel counts"
+            )
+        _resize(module, shape)
+
+
+def _shape_fits(m: nn.Module, shape: Any) -> bool:
+    """The keys the layer's type needs, positive integers, groups dividing both widths."""
+    if isinstance(m, nn.modules.conv._ConvNd):
+        keys = {"in", "out", "groups"}
+    else:
+        keys = {"out"} if isinstance(m, nn.modules.batchnorm._BatchNorm) else {"in", "out"}
+    if not isinstance(shape, dict) or set(shape) != keys:
+        return False
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape.values()):
+        return False
+    groups = shape.get("groups", 1)
+    return shape["out"] % groups == 0 and shape.get("in", groups) % groups == 0
+
+
+def _resize(m: nn.Module, shape: dict[str, int]) -> None:
+    def fresh(t: torch.Tensor | None, size: tuple[int, ...]) -> torch.Tensor | None:
+        return None if t is None else torch.empty(size, dtype=t.dtype)
+
+    out = shape["out"]
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        m.num_features = out
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            t = getattr(m, key)
+            if isinstance(t, nn.Parameter):
+                setattr(m, key, nn.Parameter(fresh(t, (out,))))
+            elif t is not None:
+                setattr(m, key, fresh(t, (out,)))
+        return
+    cin, groups = shape["in"], shape.get("groups", 1)
+    if isinstance(m, nn.Linear):
+        m.in_features, m.out_features = cin, out
+        size = (out, cin)
+    else:
+        m.in_channels, m.out_channels, m.groups = cin, out, groups
+        w = m.weight
+        lead = (cin, out // groups) if m.transposed else (out, cin // groups)
+        size = lead + tuple(w.shape[2:])
+    m.weight = nn.Parameter(fresh(m.weight, size))
+    if m.bias is not None:
+        m.bias = nn.Parameter(fresh(m.bias, (out,)))
 
 
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
