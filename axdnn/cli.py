@@ -55,6 +55,27 @@ BackendOpt = Annotated[
 ]
 
 
+DataOpt = Annotated[str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Build the checkpoint's weights with this factory instead of the one it stores "
+        "(zoo name, package.module:f or file.py:f, e.g. after moving the file); naming it "
+        "trusts it.",
+    ),
+]
+
+
+def _step(kind: str, options: dict, *, folder: Path, outputs=None, nulls=(), **run) -> dict:
+    """Build the `kind` experiment step from the command's options and run it as `axdnn run`
+    would (axdnn.experiment.command); `nulls`: options whose None is a value, not a default."""
+    from axdnn.experiment.command import build_step, run_step
+
+    step = build_step(kind, nulls=nulls, **options)
+    return run_step(step, folder=folder, outputs=outputs, **run)
+
+
 def _emit(record: dict[str, Any], as_json: bool, render) -> None:
     if as_json:
         typer.echo(json.dumps(record, indent=2))
@@ -110,7 +131,7 @@ def run(
         raise ConfigError("axdnn run needs an experiment file (or --schema)")
     folder = out or Path("axdnn-runs") / load_experiment(file).name
     say = _say(quiet or as_json)
-    result = run_experiment(file, folder, not quiet, say, device=device)
+    result = run_experiment(file, folder, progress=not quiet, say=say, device=device)
     _emit(result, as_json, render_run)
 
 
@@ -155,34 +176,35 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model on a dataset and save a checkpoint."""
-    from axdnn.experiment.commands import render_train, run_train
-    from axdnn.models import default_lr
-    from axdnn.train import TrainConfig
+    from axdnn.experiment.commands import render_train
 
-    config = TrainConfig(
-        epochs=epochs,
-        lr=default_lr(model) if lr is None else lr,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        seed=seed,
+    options = dict(
+        model=model, data=data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer
     )
-    record = run_train(model, data, out, config, device=device, progress=not quiet)
+    run = dict(seed=seed, device=device, progress=not quiet)
+    record = _step("train", options, folder=out.parent, outputs={"checkpoint": out}, **run)
     _emit(record, as_json, render_train)
 
 
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint written by `axdnn train`.")],
-    data: Annotated[
-        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
-    ] = None,
+    data: DataOpt = None,
+    model: ModelOpt = None,
     plan: Annotated[
-        Path | None, typer.Option(help="Plan file (YAML/JSON): layer globs to specs.")
+        list[Path] | None,
+        typer.Option(help="Plan file (YAML/JSON): layer globs to specs; one run each (repeat)."),
     ] = None,
     multiplier: Annotated[
-        str | None,
-        typer.Option(help="Run every conv/linear layer on this multiplier, e.g. drum:4@u8."),
+        list[str] | None,
+        typer.Option(
+            help="Run every conv/linear layer on this multiplier, e.g. drum:4@u8; one run each "
+            "(repeatable)."
+        ),
     ] = None,
+    include_float: Annotated[
+        bool, typer.Option("--float/--no-float", help="Also run the float model, first.")
+    ] = True,
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 256,
     backend: BackendOpt = None,
@@ -191,32 +213,25 @@ def evaluate(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a checkpoint (optionally on approximate hardware): top-1, top-5, loss, per-class
-    accuracy, confusion matrix, and the multiplier of every layer."""
-    from axdnn.experiment.approx import render_approx_evaluate, run_approx_evaluate
+    """Evaluate a checkpoint in float and on approximate hardware: top-1, top-5, loss,
+    per-class accuracy, confusion matrix, energy, and the multiplier of every layer."""
+    from axdnn.experiment.approx import render_evaluate
 
-    record = run_approx_evaluate(
-        checkpoint,
-        data,
-        plan,
-        multiplier,
-        split,
-        batch_size,
-        device,
-        seed,
-        progress=not quiet,
-        backend=backend,
-    )
-    _emit(record, as_json, render_approx_evaluate)
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, multipliers=multiplier or [],
+        plans=[str(p) for p in plan or []], include_float=include_float, split=split,
+        batch_size=batch_size, backend=backend,
+    )  # fmt: skip
+    run = dict(seed=seed, device=device, progress=not quiet)
+    _emit(_step("evaluate", options, folder=Path.cwd(), **run), as_json, render_evaluate)
 
 
 @app.command()
 def finetune(
     checkpoint: Annotated[Path, typer.Option(help="Float checkpoint to start from.")],
     out: Annotated[Path, typer.Option(help="Checkpoint file to write.")],
-    data: Annotated[
-        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
-    ] = None,
+    data: DataOpt = None,
+    model: ModelOpt = None,
     plan: Annotated[Path | None, typer.Option(help="Plan file (YAML/JSON).")] = None,
     multiplier: Annotated[str | None, typer.Option(help="One multiplier for every layer.")] = None,
     gradient: Annotated[
@@ -240,25 +255,15 @@ def finetune(
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune with the approximate multipliers in the forward pass."""
-    from axdnn.experiment.approx import render_finetune, run_finetune
-    from axdnn.train import TrainConfig
-    from axdnn.train.finetune import FinetuneOptions
+    from axdnn.experiment.approx import render_finetune
 
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    options = FinetuneOptions(distill, temperature, hw_reg)
-    record = run_finetune(
-        checkpoint,
-        out,
-        config,
-        options,
-        data,
-        plan,
-        multiplier,
-        gradient,
-        device,
-        not quiet,
-        backend=backend,
-    )
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, plan=str(plan) if plan else None,
+        multiplier=multiplier, gradient=gradient, epochs=epochs, lr=lr, batch_size=batch_size,
+        distill=distill, temperature=temperature, hw_reg=hw_reg, backend=backend,
+    )  # fmt: skip
+    run = dict(seed=seed, device=device, progress=not quiet)
+    record = _step("finetune", options, folder=out.parent, outputs={"checkpoint": out}, **run)
     _emit(record, as_json, render_finetune)
 
 
@@ -295,7 +300,13 @@ def multipliers_show(
 @app.command()
 def cost(
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to cost.")] = None,
-    model: Annotated[str | None, typer.Option(help="Zoo model to cost (with --input).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Zoo model to cost (with --input); beside --checkpoint, the factory that builds "
+            "its weights instead of the stored one."
+        ),
+    ] = None,
     input: Annotated[str | None, typer.Option(help="Input shape CxHxW, e.g. 3x32x32.")] = None,
     num_classes: Annotated[int, typer.Option(help="Classes, with --model.")] = 10,
     energy_table: Annotated[
@@ -305,17 +316,14 @@ def cost(
     as_json: JsonOpt = False,
 ) -> None:
     """Per-layer MACs, parameters, activation sizes and energy, with totals."""
-    from axdnn.experiment.commands import render_cost, run_cost
+    from axdnn.experiment.commands import render_cost
 
-    record = run_cost(
-        checkpoint=checkpoint,
-        model=model,
-        input_shape=input,
-        num_classes=num_classes,
-        energy_table=energy_table,
+    options = dict(
+        checkpoint=str(checkpoint) if checkpoint else None, model=model, input=input,
+        num_classes=num_classes, energy_table=str(energy_table) if energy_table else None,
         memory=memory,
-    )
-    _emit(record, as_json, render_cost)
+    )  # fmt: skip
+    _emit(_step("cost", options, folder=Path.cwd()), as_json, render_cost)
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -335,9 +343,8 @@ def resilience(
     out: Annotated[Path, typer.Option(help="Folder for resilience.json and plots.")] = Path(
         "axdnn-resilience"
     ),
-    data: Annotated[
-        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
-    ] = None,
+    data: DataOpt = None,
+    model: ModelOpt = None,
     site: Annotated[
         list[str] | None, typer.Option(help="Injection site (repeatable), e.g. features.0:output.")
     ] = None,
@@ -369,25 +376,15 @@ def resilience(
     as_json: JsonOpt = False,
 ) -> None:
     """Per-layer sensitivity sweep and resilience ranking (with an optional fault campaign)."""
-    from axdnn.experiment.resilience import render_resilience, run_resilience
+    from axdnn.experiment.resilience import render_resilience
 
-    record = run_resilience(
-        checkpoint,
-        data,
-        out,
-        site or None,
-        error_model,
-        _floats(magnitudes, "--magnitudes"),
-        repeats,
-        split,
-        limit,
-        campaign,
-        trials,
-        store,
-        seed,
-        device,
-        campaign_name,
-    )
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, sites=site or None,
+        error_model=error_model, magnitudes=list(_floats(magnitudes, "--magnitudes")),
+        repeats=repeats, split=split, limit=limit, campaign=campaign, trials=trials, store=store,
+        campaign_name=campaign_name,
+    )  # fmt: skip
+    record = _step("resilience", options, folder=out, seed=seed, device=device)
     _emit(record, as_json, render_resilience)
 
 
@@ -397,9 +394,8 @@ def significance(
     out: Annotated[Path, typer.Option(help="Folder for significance.json and plots.")] = Path(
         "axdnn-significance"
     ),
-    data: Annotated[
-        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
-    ] = None,
+    data: DataOpt = None,
+    model: ModelOpt = None,
     layer: Annotated[
         list[str] | None, typer.Option(help="Conv layer to analyse (repeatable).")
     ] = None,
@@ -419,22 +415,289 @@ def significance(
     as_json: JsonOpt = False,
 ) -> None:
     """Per-filter significance, and significance-driven vs L1-norm filter pruning."""
-    from axdnn.experiment.resilience import render_significance, run_significance
+    from axdnn.experiment.resilience import render_significance
 
-    record = run_significance(
-        checkpoint,
-        data,
-        out,
-        layer or None,
-        error_model,
-        threshold,
-        repeats,
-        _floats(fractions, "--fractions"),
-        limit,
-        seed,
-        device,
-    )
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, layers=layer or None,
+        error_model=error_model, threshold=threshold, repeats=repeats,
+        fractions=list(_floats(fractions, "--fractions")), limit=limit,
+    )  # fmt: skip
+    record = _step("significance", options, folder=out, seed=seed, device=device)
     _emit(record, as_json, render_significance)
+
+
+@app.command()
+def prune(
+    checkpoint: Annotated[Path, typer.Option(help="Float checkpoint to prune.")],
+    out: Annotated[Path, typer.Option(help="Pruned checkpoint file to write.")],
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    ratio: Annotated[float, typer.Option(help="Fraction of channels removed, in [0, 1).")] = 0.5,
+    criterion: Annotated[
+        str, typer.Option(help="l1, l2, bn (batch-norm scale), taylor or significance.")
+    ] = "l1",
+    global_pruning: Annotated[
+        bool, typer.Option("--global", help="Rank channels across layers, not per layer.")
+    ] = False,
+    steps: Annotated[int, typer.Option(help="Prune in this many equal steps.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after each step.")] = 0,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Fine-tuning mini-batch size.")] = 64,
+    limit: Annotated[
+        int, typer.Option(help="Images for Taylor gradients or significance scores.")
+    ] = 256,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Structured pruning that really slims the model (Torch-Pruning), saved as a checkpoint."""
+    from axdnn.experiment.compress import render_prune
+
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, ratio=ratio, criterion=criterion,
+        global_pruning=global_pruning, steps=steps, epochs=epochs, lr=lr, batch_size=batch_size,
+        limit=limit,
+    )  # fmt: skip
+    run = dict(seed=seed, device=device, progress=not quiet)
+    record = _step("prune", options, folder=out.parent, outputs={"checkpoint": out}, **run)
+    _emit(record, as_json, render_prune)
+
+
+@app.command()
+def share(
+    checkpoint: Annotated[Path, typer.Option(help="Float checkpoint to compress.")],
+    out: Annotated[Path, typer.Option(help="Shared-weight checkpoint file to write.")],
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    budget: Annotated[
+        float, typer.Option(help="Allowed validation top-1 drop (0.005: half a point).")
+    ] = 0.005,
+    bits: Annotated[int, typer.Option(help="Bits of one unshared weight.")] = 16,
+    k_min: Annotated[int, typer.Option(help="Fewest shared values per layer.")] = 2,
+    k_max: Annotated[int, typer.Option(help="Most shared values per layer.")] = 64,
+    any_k: Annotated[
+        bool, typer.Option("--any-k", help="Search every k, not only k-min, powers of two, k-max.")
+    ] = False,
+    trials: Annotated[int, typer.Option(help="NSGA-II trials.")] = 100,
+    population: Annotated[int, typer.Option(help="NSGA-II population size.")] = 16,
+    limit: Annotated[int | None, typer.Option(help="Validation images for the search.")] = None,
+    finetune_epochs: Annotated[
+        int, typer.Option(help="Codebook fine-tuning epochs (0: none, no retraining).")
+    ] = 0,
+    lr: Annotated[float, typer.Option(help="Codebook fine-tuning learning rate.")] = 1e-4,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Weight sharing: k shared values per layer, k searched under an accuracy budget."""
+    from axdnn.experiment.compress import render_share
+
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, budget=budget, bits=bits,
+        k_min=k_min, k_max=k_max, powers_of_two=not any_k, trials=trials, population=population,
+        limit=limit, finetune_epochs=finetune_epochs, lr=lr,
+    )  # fmt: skip
+    run = dict(seed=seed, device=device, progress=not quiet)
+    record = _step("share", options, folder=out.parent, outputs={"checkpoint": out}, **run)
+    _emit(record, as_json, render_share)
+
+
+@app.command()
+def explore(
+    checkpoint: Annotated[Path, typer.Option(help="Float checkpoint to explore.")],
+    space: Annotated[Path, typer.Option(help="Space file (YAML): layer groups and choices.")],
+    out: Annotated[Path, typer.Option(help="Folder for front plans, plot, explore.json.")] = Path(
+        "axdnn-explore"
+    ),
+    data: Annotated[
+        str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="greedy, nsga2, tpe or random.")] = "nsga2",
+    trials: Annotated[int, typer.Option(help="Completed trials (evaluations) in the study.")] = 40,
+    objectives: Annotated[
+        str, typer.Option(help="Comma-separated: accuracy, energy, macs, weight_memory.")
+    ] = "accuracy,energy",
+    subset: Annotated[
+        int | None, typer.Option(help="Validation images per trial (0: all).")
+    ] = 1000,
+    population: Annotated[int, typer.Option(help="NSGA-II population size.")] = 8,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Study storage: SQLite file or postgresql:// URL (OUT/explore.db)."),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name (join or resume it); default explore-STRATEGY.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on the study.")] = 1,
+    screen: Annotated[
+        bool, typer.Option(help="Greedy: skip multipliers the noise model rejects.")
+    ] = True,
+    confirm: Annotated[bool, typer.Option(help="Re-measure the front on all val images.")] = True,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Design-space exploration: per-layer multipliers and formats under an accuracy limit, as an
+    Optuna study (resumable; several workers); the Pareto front is saved as plan files."""
+    from axdnn.experiment.explore import render_explore
+
+    options = dict(
+        checkpoint=str(checkpoint), space=str(space), data=data, strategy=strategy,
+        trials=trials, subset=subset or None, population=population, storage=storage,
+        study=study, workers=workers, screen=screen, confirm=confirm,
+        objectives=[o.strip() for o in objectives.split(",") if o.strip()],
+    )  # fmt: skip
+    run = dict(seed=seed, progress=not quiet)
+    record = _step("explore", options, folder=out, nulls=("subset",) if not subset else (), **run)
+    _emit(record, as_json, render_explore)
+
+
+regions_app = typer.Typer(
+    no_args_is_help=True, help="Neural approximation of code regions (AxBench kernels)."
+)
+app.add_typer(regions_app, name="regions")
+
+
+@regions_app.command("list")
+def regions_list(as_json: JsonOpt = False) -> None:
+    """Built-in regions with their metric, default bound and MICRO 2012 baseline topology."""
+    from axdnn.experiment.regions import render_regions_list, run_regions_list
+
+    _emit(run_regions_list(), as_json, render_regions_list)
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    from axdnn.errors import ConfigError
+
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"{what} {text!r}: expected comma-separated integers, e.g. 2,4,8"
+        ) from None
+
+
+@regions_app.command("search")
+def regions_search(
+    region: Annotated[
+        str, typer.Argument(help="Region name, package.module:name or file.py:name.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for <region>.pt and regions.db.")] = Path(
+        "axdnn-regions"
+    ),
+    trials: Annotated[int, typer.Option(help="Complete trials the study should reach.")] = 30,
+    samples: Annotated[int, typer.Option(help="Training pairs per candidate.")] = 4096,
+    held_out: Annotated[int, typer.Option(help="Held-out pairs scoring candidates.")] = 2048,
+    test: Annotated[int, typer.Option(help="Pairs for the chosen network's figures.")] = 4096,
+    epochs: Annotated[int, typer.Option(help="Training epochs per candidate.")] = 40,
+    bound: Annotated[
+        float | None, typer.Option(help="Quality bound; default: the region's own.")
+    ] = None,
+    cost: Annotated[str, typer.Option(help="Cost objective: energy or macs.")] = "energy",
+    latency: Annotated[
+        bool, typer.Option("--latency", help="Measured latency as a third objective.")
+    ] = False,
+    depths: Annotated[str, typer.Option(help="Hidden-layer counts to try.")] = "0,1,2,3",
+    widths: Annotated[str, typer.Option(help="Hidden widths to try.")] = "2,4,8,16,32",
+    weight_formats: Annotated[
+        str, typer.Option(help="Weight formats to try (;-separated specs).")
+    ] = "fp32;fp16;fxp:s4.8;fxp:s4.4",
+    act_formats: Annotated[
+        str, typer.Option(help="Activation formats to try (;-separated specs).")
+    ] = "fp32;fp16;fxp:s4.8",
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL or SQLite file; default OUT/regions.db."),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study name: reruns and workers with the same one share and resume it."),
+    ] = None,
+    no_baseline: Annotated[
+        bool, typer.Option("--no-baseline", help="Skip the fixed MICRO 2012 topology.")
+    ] = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the cheapest MLP within the region's quality bound, against the fixed baseline."""
+    from axdnn.experiment.regions import render_regions_search, run_regions_search
+    from axdnn.regions.mlp import TrainSettings
+    from axdnn.regions.search import SearchSettings, SearchSpace
+
+    space = SearchSpace(
+        depths=_ints(depths, "--depths"),
+        widths=_ints(widths, "--widths"),
+        weight_formats=tuple(weight_formats.split(";")),
+        act_formats=tuple(act_formats.split(";")),
+    )
+    settings = SearchSettings(
+        trials=trials, samples=samples, held_out=held_out, test=test, bound=bound, cost=cost,
+        latency=latency, seed=seed, train=TrainSettings(epochs=epochs), space=space,
+    )  # fmt: skip
+    record = run_regions_search(region, out, settings, storage, study=study,
+                                baseline=not no_baseline, progress=not quiet)  # fmt: skip
+    _emit(record, as_json, render_regions_search)
+
+
+@regions_app.command("evaluate")
+def regions_evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="Network written by `axdnn regions search`.")],
+    region: Annotated[
+        str | None, typer.Option(help="Region (needed for user regions); default: stored name.")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Fresh input samples.")] = 4096,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Error, MACs, energy and measured speed-up of a saved region network vs the numpy code."""
+    from axdnn.experiment.regions import render_regions_evaluate, run_regions_evaluate
+
+    _emit(run_regions_evaluate(checkpoint, region, samples, seed), as_json, render_regions_evaluate)
+
+
+@app.command()
+def dynamic(
+    checkpoint: Annotated[Path, typer.Option(help="Trained checkpoint to run dynamically.")],
+    out: Annotated[Path, typer.Option(help="Folder for dynamic.json.")] = Path("axdnn-dynamic"),
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    budget: Annotated[
+        float, typer.Option(help="Accuracy drop allowed on held-out training data, in points.")
+    ] = 0.5,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="spet-exact, spet, sdss, sfma, exit or combined (repeatable); default: all."
+        ),
+    ] = None,
+    exit_after: Annotated[
+        list[str] | None, typer.Option("--exit", help="Chain step to put an exit after.")
+    ] = None,
+    train_limit: Annotated[int, typer.Option(help="Training samples for exit heads.")] = 20000,
+    calib_limit: Annotated[int, typer.Option(help="Held-out samples for calibration.")] = 2000,
+    test_limit: Annotated[int | None, typer.Option(help="Use only N test samples.")] = None,
+    timing_batch: Annotated[
+        str, typer.Option(help="Batch sizes timed, comma-separated.")
+    ] = "1,256",
+    timing_samples: Annotated[int, typer.Option(help="Inputs timed at batch 1.")] = 300,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dynamic-effort inference (SPET, SDSS, SFMA, early exit) calibrated against a budget."""
+    from axdnn.experiment.dynamic import render_dynamic
+
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, budget=budget, configs=config,
+        exits=exit_after or None, train_limit=train_limit, calib_limit=calib_limit,
+        test_limit=test_limit, timing_samples=timing_samples,
+        timing_batches=[int(b) for b in _floats(timing_batch, "--timing-batch")],
+    )  # fmt: skip
+    record = _step("dynamic", options, folder=out, seed=seed, progress=not quiet)
+    _emit(record, as_json, render_dynamic)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,3 +36,19 @@ class FormatError(AxError):
 
 class InjectionError(AxError):
     """An error model, injection site or campaign is invalid."""
+
+
+class DynamicError(AxError):
+    """A dynamic-effort setting (mechanism, knob, exit, budget) is invalid or does not fit."""
+
+
+class RegionError(AxError):
+    """A code region (AxBench kernel or user region), its inputs or its search is invalid."""
+
+
+class CompressionError(AxError):
+    """A pruning or weight-sharing request is invalid or cannot be carried out on the model."""
+
+
+class SearchError(AxError):
+    """A design space, objective, strategy or exploration study is invalid."""

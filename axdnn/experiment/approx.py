@@ -36,7 +36,7 @@ def resolve_plan(
         loaded = plan if isinstance(plan, Plan) else Plan.load(plan)
         if not overrides:
             return loaded
-        layers = {k: LayerSpec(**{**v.model_dump(), **overrides}) for k, v in loaded.layers.items()}
+        layers = {k: _overridden(v, overrides) for k, v in loaded.layers.items()}
         return Plan(layers=layers, description=loaded.description)
     if multiplier is not None:
         return Plan.uniform(multiplier, **overrides)
@@ -45,11 +45,19 @@ def resolve_plan(
     return None
 
 
+def _overridden(spec: LayerSpec, overrides: dict) -> LayerSpec:
+    """The spec with --gradient/--backend applied to its multiplier (format layers have none)."""
+    if spec.multiplier is None:
+        return spec
+    return LayerSpec(**{**spec.model_dump(), **overrides})
+
+
 def approximated_model(
     checkpoint: Checkpoint,
     model: nn.Module,
     bundle: DatasetBundle,
     plan: Plan | None,
+    *,
     seed: int = 0,
 ) -> tuple[nn.Module, Plan | None]:
     """The checkpoint's model under its own stored plan, or calibrated under a new plan."""
@@ -73,6 +81,7 @@ def _report(model: nn.Module) -> dict | None:
 
 def run_approx_evaluate(
     checkpoint: Path,
+    *,
     data: str | None = None,
     plan: Path | Plan | None = None,
     multiplier: str | None = None,
@@ -82,13 +91,15 @@ def run_approx_evaluate(
     seed: int = 0,
     progress: bool = True,
     backend: str | None = None,
+    model_factory: str | None = None,
 ) -> dict:
-    """Evaluate a checkpoint as float and under a plan; per-layer multipliers and exact layers."""
+    """Evaluate a checkpoint as float and under a plan; per-layer multipliers and exact layers.
+    `model_factory` builds the weights instead of the factory the checkpoint stores."""
     dev = resolve_device(device)
-    ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
+    ck, model, bundle = load_checkpoint_and_data(checkpoint, data, model=model_factory)
     chosen = resolve_plan(plan, multiplier, backend=backend)
     dataset = split_of(bundle, split)
-    approx, used = approximated_model(ck, model, bundle, chosen, seed)
+    approx, used = approximated_model(ck, model, bundle, chosen, seed=seed)
     start = time.perf_counter()
     result = evaluate(approx.to(dev), dataset, bundle.num_classes, batch_size, dev, progress)
     record = {
@@ -127,6 +138,18 @@ def render_approx_evaluate(record: dict) -> str:
     return "\n".join(lines)
 
 
+def render_evaluate(record: dict) -> str:
+    """Every run of an evaluate step or command: accuracy, energy, and each layer's hardware."""
+    blocks = []
+    for run in record["runs"]:
+        energy = run.get("energy") or {}
+        head = f"== {run['label']}"
+        if energy.get("total_pj") is not None:
+            head += f"  ({energy['total_pj'] / 1e6:.3f} uJ per inference)"
+        blocks.append(f"{head}\n{render_approx_evaluate(run)}")
+    return "\n\n".join(blocks)
+
+
 def _layer_hardware(layer: dict) -> str:
     if layer.get("multiplier"):
         return layer["multiplier"]
@@ -139,6 +162,7 @@ def run_finetune(
     out: Path,
     config: TrainConfig,
     options: FinetuneOptions,
+    *,
     data: str | None = None,
     plan: Path | None = None,
     multiplier: str | None = None,
@@ -146,6 +170,7 @@ def run_finetune(
     device: str = "auto",
     progress: bool = True,
     backend: str | None = None,
+    model_factory: str | None = None,
 ) -> dict:
     """Fine-tune a float checkpoint with the plan's approximation in the forward pass."""
     if gradient is not None and gradient not in GRADIENT_CHOICES:
@@ -155,7 +180,7 @@ def run_finetune(
         raise ConfigError("finetune needs --plan FILE or --multiplier SPEC")
     check_writable(out, "checkpoint")
     dev = resolve_device(device)
-    ck, model, bundle = load_checkpoint_and_data(checkpoint, data)
+    ck, model, bundle = load_checkpoint_and_data(checkpoint, data, model=model_factory)
     if "plan" in ck.extra:
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} is already fine-tuned; start from the float one"
@@ -264,16 +289,17 @@ def table_hashes(plan: Plan) -> dict[str, str]:
 
 
 def configuration_energy(
-    checkpoint: Path, plan: Path | Plan | None, multiplier: str | None
+    checkpoint: Path,
+    plan: Path | Plan | None,
+    multiplier: str | None,
+    model_factory: str | None = None,
 ) -> dict:
     """Energy of one inference of the checkpoint's model under a plan (float when neither plan
     nor multiplier is given), from the cost model: totals in pJ."""
     from axdnn.cost import count_ops, estimate_energy, precision_from_model
-    from axdnn.experiment.common import build_from_checkpoint
-    from axdnn.models.checkpoint import load_checkpoint
+    from axdnn.experiment.common import build_checkpoint
 
-    ck = load_checkpoint(checkpoint)
-    model = build_from_checkpoint(ck)
+    ck, model = build_checkpoint(checkpoint, model=model_factory)
     chosen = resolve_plan(plan, multiplier)
     # operations are counted on the float model (the same MACs); the precision of each layer
     # is read from the uncalibrated approximate copy's hardware profiles

@@ -12,13 +12,13 @@ from axdnn.cost.table import format_cost_table
 from axdnn.data import load_dataset
 from axdnn.errors import ConfigError
 from axdnn.experiment.common import (
-    build_from_checkpoint,
+    build_checkpoint,
     check_writable,
     parse_input_shape,
     try_forward,
 )
 from axdnn.models import build_model
-from axdnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from axdnn.models.checkpoint import Checkpoint, save_checkpoint
 from axdnn.runtime import resolve_device, seed_everything
 from axdnn.train import TrainConfig, evaluate, fit
 
@@ -28,6 +28,7 @@ def run_train(
     data: str,
     out: Path,
     config: TrainConfig,
+    *,
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
@@ -81,16 +82,17 @@ def render_train(record: dict) -> str:
 
 def run_cost(
     checkpoint: Path | None = None,
+    *,
     model: str | None = None,
     input_shape: str | None = None,
     num_classes: int = 10,
     energy_table: Path | None = None,
     memory: str = "sram",
 ) -> dict:
-    """Count MACs, parameters, activations and energy of a checkpoint or a zoo model."""
-    if checkpoint is not None:
-        ck = load_checkpoint(checkpoint)
-        net = build_from_checkpoint(ck)
+    """Count MACs, parameters, activations and energy of a checkpoint or a zoo model (`model`
+    with `input_shape`; beside a checkpoint, `model` builds its weights instead)."""
+    if checkpoint is not None:  # `model`, if given, overrides the checkpoint's factory
+        ck, net = build_checkpoint(checkpoint, model=model)
         shape = parse_input_shape(input_shape) if input_shape else ck.input_shape
         if shape is None:
             raise ConfigError(

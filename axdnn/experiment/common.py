@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from axdnn.data import DatasetBundle, load_dataset
 from axdnn.errors import CheckpointError, ConfigError, ShapeError
 from axdnn.models.checkpoint import Checkpoint, load_checkpoint
 from axdnn.nn import Plan, approximate
-from axdnn.runtime import c_models_trusted
+from axdnn.runtime import c_models_trusted, trusting
 
 _SHAPE = re.compile(r"^\s*(\d+)(?:\s*x\s*(\d+))*\s*$")
 
@@ -93,18 +94,32 @@ def _is_c_model(spec: str | None) -> bool:
     return isinstance(spec, str) and spec.strip().lower().startswith("c:")
 
 
-def load_checkpoint_and_data(
-    path: Path, data: str | None, seed: int = 0
-) -> tuple[Checkpoint, nn.Module, DatasetBundle]:
-    """Load a checkpoint, build its model and load the data it is evaluated on."""
+def open_checkpoint(path: Path, *, model: str | None = None) -> Checkpoint:
+    """Load a checkpoint; `model` (a zoo name or user factory the user named, e.g. with
+    --model after moving the file) replaces the factory it stores."""
     checkpoint = load_checkpoint(path)
-    model = build_from_checkpoint(checkpoint)
+    return checkpoint if model is None else dataclasses.replace(checkpoint, model_name=model)
+
+
+def build_checkpoint(path: Path, *, model: str | None = None) -> tuple[Checkpoint, nn.Module]:
+    """The checkpoint and its built model (`model`: see `open_checkpoint`)."""
+    checkpoint = open_checkpoint(path, model=model)
+    with trusting(models=[model] if model else []):  # a factory the user named is theirs
+        return checkpoint, build_from_checkpoint(checkpoint)
+
+
+def load_checkpoint_and_data(
+    path: Path, data: str | None, seed: int = 0, *, model: str | None = None
+) -> tuple[Checkpoint, nn.Module, DatasetBundle]:
+    """Load a checkpoint, build its model (`model`: see `open_checkpoint`) and load the data it
+    is evaluated on."""
+    checkpoint, built = build_checkpoint(path, model=model)
     spec = data or checkpoint.data_spec
     if not spec:
         raise ConfigError(f"checkpoint {str(path)!r} records no dataset; pass --data")
     bundle = load_dataset(spec, seed=seed)
     check_data_fits(checkpoint, bundle)
-    return checkpoint, model, bundle
+    return checkpoint, built, bundle
 
 
 def split_of(bundle: DatasetBundle, split: str):

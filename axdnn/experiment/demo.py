@@ -17,7 +17,7 @@ def demo_text() -> str:
 
 def run_demo(out: Path, device: str | None = None, progress: bool = True, say=print) -> dict:
     """Run (or resume) the demo experiment into `out`; the runner's summary plus step records."""
-    return run_experiment(DEMO_FILE, Path(out), progress, say, device=device)
+    return run_experiment(DEMO_FILE, Path(out), progress=progress, say=say, device=device)
 
 
 def render_demo(result: dict) -> str:

@@ -24,6 +24,7 @@ def run_resilience(
     checkpoint: Path,
     data: str | None,
     out_dir: Path,
+    *,
     sites: list[str] | None = None,
     template: str = "gaussian:{m},rel=std",
     magnitudes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
@@ -36,6 +37,7 @@ def run_resilience(
     seed: int = 0,
     device: str = "auto",
     campaign_name: str | None = None,
+    model_factory: str | None = None,
 ) -> dict:
     """Per-site sensitivity sweep and ranking; optionally a stored fault campaign too.
 
@@ -45,7 +47,9 @@ def run_resilience(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    ckpt, model, bundle = load_checkpoint_and_data(Path(checkpoint), data, seed)
+    ckpt, model, bundle = load_checkpoint_and_data(
+        Path(checkpoint), data, seed, model=model_factory
+    )
     model = model.to(resolve_device(device)).eval()
     x, y = _subset(split_of(bundle, split), limit)
     x = x.to(next(model.parameters()).device)
@@ -115,6 +119,7 @@ def run_significance(
     checkpoint: Path,
     data: str | None,
     out_dir: Path,
+    *,
     layers: list[str] | None = None,
     error_model: str = "gaussian:1.0,rel=std",
     threshold: float = 0.01,
@@ -123,13 +128,16 @@ def run_significance(
     limit: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    model_factory: str | None = None,
 ) -> dict:
     """Per-filter significance on the validation split and significance- vs L1-driven filter
     pruning evaluated on the test split. Writes `significance.json` and `significance.png`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    ckpt, model, bundle = load_checkpoint_and_data(Path(checkpoint), data, seed)
+    ckpt, model, bundle = load_checkpoint_and_data(
+        Path(checkpoint), data, seed, model=model_factory
+    )
     model = model.to(resolve_device(device)).eval()
     dev = next(model.parameters()).device
     vx, vy = _subset(bundle.val, limit)

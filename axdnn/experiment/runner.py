@@ -93,9 +93,9 @@ def _default_checkpoint(step, earlier: list, header) -> str:
     )
 
 
-def _resolve(step, earlier, header, file, done: dict[str, dict]):
+def _resolve(step, earlier, header, file, *, done: dict[str, dict]):
     """(step with references replaced by values, its inputs for hashing)."""
-    if isinstance(step, CheckpointStep) and step.checkpoint is None:
+    if isinstance(step, CheckpointStep) and step.checkpoint is None and step.wants_checkpoint():
         step = step.model_copy(update={"checkpoint": _default_checkpoint(step, earlier, header)})
     inputs = {"kind": step.kind, "config": step.model_dump(), "code": code_version()}
     shared = set(ExperimentHeader.model_fields) - {"name", "description"}
@@ -129,7 +129,7 @@ def _cached(path: Path, inputs_hash: str, step) -> dict | None:
     return stored if all(isinstance(p, str) and Path(p).exists() for p in offered) else None
 
 
-def _run_step(step, inputs_hash, experiment, file, out_dir: Path, progress: bool) -> dict:
+def _run_step(step, inputs_hash, experiment, file, *, out_dir: Path, progress: bool) -> dict:
     step_dir = out_dir / "steps" / step.step_name
     step_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -150,6 +150,7 @@ def _run_step(step, inputs_hash, experiment, file, out_dir: Path, progress: bool
 def run_experiment(
     file: Path,
     out_dir: Path,
+    *,
     progress: bool = True,
     say: Progress = print,
     report: bool = True,
@@ -178,7 +179,7 @@ def run_experiment(
     write_json_atomic(out_dir / "experiment.json", meta)
     named = [experiment.model, *(getattr(s, "model", None) for s in experiment.steps)]
     with trusting(models=[m for m in named if m]):  # models the file names are the user's
-        summary, done = _run_steps(experiment, file, out_dir, progress, say)
+        summary, done = _run_steps(experiment, file, out_dir, progress=progress, say=say)
     meta["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     write_json_atomic(out_dir / "experiment.json", meta)
     result = {"out": str(out_dir), "steps": summary, "report": None}
@@ -189,19 +190,21 @@ def run_experiment(
     return result
 
 
-def _run_steps(experiment, file: Path, out_dir: Path, progress: bool, say: Progress):
+def _run_steps(experiment, file: Path, out_dir: Path, *, progress: bool, say: Progress):
     done: dict[str, dict] = {}
     summary = []
     total = len(experiment.steps)
     for index, step in enumerate(experiment.steps, 1):
         earlier = experiment.steps[: index - 1]
-        resolved, inputs_hash = _resolve(step, earlier, experiment, file, done)
+        resolved, inputs_hash = _resolve(step, earlier, experiment, file, done=done)
         tag = f"[{index}/{total}] {step.step_name} ({step.kind})"
         stored = _cached(out_dir / "steps" / f"{step.step_name}.json", inputs_hash, step)
         ran = stored is None
         if ran:
             say(f"{tag} ...")
-            stored = _run_step(resolved, inputs_hash, experiment, file, out_dir, progress)
+            stored = _run_step(
+                resolved, inputs_hash, experiment, file, out_dir=out_dir, progress=progress
+            )
         say(f"{tag} {'done' if ran else 'cached'}, {stored['seconds']:.1f} s")
         done[step.step_name] = stored
         summary.append(

@@ -119,7 +119,7 @@ def _validate_steps(experiment, file: Path, lines: dict) -> None:
         for field, value in step:
             target = reference(value)
             if target is not None:
-                _check_reference(target, seen, file, lines, (*loc, field))
+                _check_reference(target, seen, file, lines, loc=(*loc, field))
             elif field in step.PATHS and value is not None:
                 _check_files(value, file, lines, (*loc, field))
         seen[step.step_name] = step
@@ -127,7 +127,7 @@ def _validate_steps(experiment, file: Path, lines: dict) -> None:
         _check_files(experiment.checkpoint, file, lines, ("checkpoint",))
 
 
-def _check_reference(target, seen, file, lines, loc) -> None:
+def _check_reference(target, seen, file, lines, *, loc) -> None:
     step, output = target
     if step not in seen:
         known = ", ".join(seen) or "none (this is the first step)"

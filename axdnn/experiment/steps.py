@@ -3,11 +3,11 @@ runner function as its CLI command, returning that command's JSON-ready record."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from axdnn.errors import AxError, ConfigError
 from axdnn.experiment.schema import (
@@ -59,15 +59,22 @@ DataSpecText = Annotated[str, _checked(_data, "dataset spec")]
 
 @dataclass
 class StepContext:
-    """What a step needs from the run: experiment defaults, its own folder, earlier records."""
+    """What a step needs from the run: experiment defaults, its own folder, and where its named
+    outputs go (`axdnn run`: files in the step folder; a command: where --out says)."""
 
     header: ExperimentHeader
     file: Path
     step_dir: Path
     progress: bool
+    outputs: dict[str, Path] = field(default_factory=dict)
 
     def path(self, value: str | None) -> Path | None:
         return None if value is None else resolve_path(self.file, value)
+
+    def output(self, name: str, default: str) -> Path:
+        """Where the step writes its output `name`: the given path, else `default` in its
+        folder."""
+        return self.outputs.get(name) or self.step_dir / default
 
 
 class CheckpointStep(StepConfig):
@@ -76,7 +83,17 @@ class CheckpointStep(StepConfig):
 
     checkpoint: str | None = Field(None, description="Path or ${step.checkpoint} reference.")
     data: DataSpecText | None = Field(None, description="Dataset spec; default: the checkpoint's.")
+    model: str | None = Field(
+        None,
+        description="Factory that builds the checkpoint's weights instead of the one it stores "
+        "(zoo name, package.module:f or file.py:f, e.g. after moving the file); naming it "
+        "trusts it.",
+    )
     PATHS = ("checkpoint",)
+
+    def wants_checkpoint(self) -> bool:
+        """Whether the runner should default a missing checkpoint (an earlier train step's)."""
+        return True
 
 
 @register_step
@@ -102,9 +119,9 @@ class TrainStep(StepConfig):
             raise ConfigError(f"train step {self.step_name!r} names no model (and the file none)")
         lr = default_lr(model) if self.lr is None else self.lr
         config = TrainConfig(self.epochs, lr, self.batch_size, self.optimizer, seed=ctx.header.seed)
-        out = ctx.step_dir / "model.pt"
+        out = ctx.output("checkpoint", "model.pt")
         data = self.data or ctx.header.data
-        return run_train(model, data, out, config, ctx.header.device, ctx.progress)
+        return run_train(model, data, out, config, device=ctx.header.device, progress=ctx.progress)
 
 
 @register_step
@@ -120,6 +137,15 @@ class EvaluateStep(CheckpointStep):
     batch_size: int = Field(256, ge=1)
     backend: str | None = None
     PATHS = ("checkpoint", "plans")
+
+    @model_validator(mode="after")
+    def _backend_needs_hardware(self) -> EvaluateStep:
+        if self.backend is not None and not (self.multipliers or self.plans):
+            raise ConfigError(
+                "backend (--backend) chooses the kernels of a plan: give multipliers or plans "
+                "(--multiplier/--plan)"
+            )
+        return self
 
     def run(self, ctx: StepContext) -> dict:
         configs = [("float", None, None)] if self.include_float else []
@@ -138,12 +164,14 @@ def evaluate_configurations(step: CheckpointStep, ctx: StepContext, configs) -> 
     for label, plan, multiplier in configs:
         approximate = plan is not None or multiplier is not None
         record = run_approx_evaluate(
-            checkpoint, step.data, plan, multiplier, step.split, step.batch_size,
-            ctx.header.device, ctx.header.seed, progress=False,
-            backend=step.backend if approximate else None,
+            checkpoint, data=step.data, plan=plan, multiplier=multiplier, split=step.split,
+            batch_size=step.batch_size, device=ctx.header.device, seed=ctx.header.seed,
+            progress=False, backend=step.backend if approximate else None,
+            model_factory=step.model,
         )  # fmt: skip
-        record["label"] = label
-        record["energy"] = configuration_energy(checkpoint, plan, multiplier)
+        stored = not approximate and record["plan"] is not None  # a fine-tuned checkpoint
+        record["label"] = "as saved (its stored plan)" if stored else label
+        record["energy"] = configuration_energy(checkpoint, plan, multiplier, step.model)
         runs.append(record)
     return {"checkpoint": str(checkpoint), "runs": runs}
 
@@ -197,7 +225,9 @@ class SelectionStep(CheckpointStep):
         from axdnn.experiment.common import load_checkpoint_and_data
 
         checkpoint = ctx.path(self.checkpoint)
-        _, model, bundle = load_checkpoint_and_data(checkpoint, self.data, ctx.header.seed)
+        _, model, bundle = load_checkpoint_and_data(
+            checkpoint, self.data, ctx.header.seed, model=self.model
+        )
         model.eval()
         (vx, vy), (tx, ty) = (split.tensors for split in (bundle.val, bundle.test))
         n = self.limit
@@ -214,15 +244,25 @@ class CostStep(CheckpointStep):
     """Per-layer MACs, parameters and energy of the checkpoint (`axdnn cost`)."""
 
     kind: Literal["cost"] = "cost"
+    input: str | None = Field(
+        None, description="Input shape CxHxW; with `model` and no checkpoint: cost that model."
+    )
+    num_classes: int = Field(10, ge=1, description="Classes of `model` costed without checkpoint.")
     energy_table: str | None = None
     memory: Literal["sram", "dram"] = "sram"
     PATHS = ("checkpoint", "energy_table")
+
+    def wants_checkpoint(self) -> bool:
+        return not (self.model is not None and self.input is not None)
 
     def run(self, ctx: StepContext) -> dict:
         from axdnn.experiment.commands import run_cost
 
         return run_cost(
             checkpoint=ctx.path(self.checkpoint),
+            model=self.model,
+            input_shape=self.input,
+            num_classes=self.num_classes,
             energy_table=ctx.path(self.energy_table),
             memory=self.memory,
         )
@@ -278,16 +318,17 @@ class FinetuneStep(CheckpointStep):
         options = FinetuneOptions(self.distill, self.temperature, self.hw_reg)
         return run_finetune(
             ctx.path(self.checkpoint),
-            ctx.step_dir / "finetuned.pt",
+            ctx.output("checkpoint", "finetuned.pt"),
             config,
             options,
-            self.data,
-            ctx.path(self.plan),
-            self.multiplier,
-            self.gradient,
-            ctx.header.device,
-            ctx.progress,
+            data=self.data,
+            plan=ctx.path(self.plan),
+            multiplier=self.multiplier,
+            gradient=self.gradient,
+            device=ctx.header.device,
+            progress=ctx.progress,
             backend=self.backend,
+            model_factory=self.model,
         )
 
 
@@ -305,6 +346,10 @@ class ResilienceStep(CheckpointStep):
     limit: int | None = Field(None, ge=1)
     campaign: ErrorModelSpec | None = Field(None, description="Error model of a fault campaign.")
     trials: int | None = Field(None, ge=1)
+    store: str | None = Field(
+        None, description="SQLAlchemy URL or SQLite file for the trials; default: the step's."
+    )
+    campaign_name: str | None = Field(None, description="Campaign to resume or join in `store`.")
 
     def run(self, ctx: StepContext) -> dict:
         from axdnn.experiment.resilience import run_resilience
@@ -313,17 +358,19 @@ class ResilienceStep(CheckpointStep):
             ctx.path(self.checkpoint),
             self.data,
             ctx.step_dir,
-            self.sites,
-            self.error_model,
-            tuple(self.magnitudes),
-            self.repeats,
-            self.split,
-            self.limit,
-            self.campaign,
-            self.trials,
-            str(ctx.step_dir / "campaign.db"),
-            ctx.header.seed,
-            ctx.header.device,
+            sites=self.sites,
+            template=self.error_model,
+            magnitudes=tuple(self.magnitudes),
+            repeats=self.repeats,
+            split=self.split,
+            limit=self.limit,
+            campaign_model=self.campaign,
+            trials=self.trials,
+            store=self.store or str(ctx.step_dir / "campaign.db"),
+            seed=ctx.header.seed,
+            device=ctx.header.device,
+            campaign_name=self.campaign_name,
+            model_factory=self.model,
         )
 
 
@@ -347,16 +394,21 @@ class SignificanceStep(CheckpointStep):
             ctx.path(self.checkpoint),
             self.data,
             ctx.step_dir,
-            self.layers,
-            self.error_model,
-            self.threshold,
-            self.repeats,
-            tuple(self.fractions),
-            self.limit,
-            ctx.header.seed,
-            ctx.header.device,
+            layers=self.layers,
+            error_model=self.error_model,
+            threshold=self.threshold,
+            repeats=self.repeats,
+            fractions=tuple(self.fractions),
+            limit=self.limit,
+            seed=ctx.header.seed,
+            device=ctx.header.device,
+            model_factory=self.model,
         )
 
 
 # The capability rooms keep their step kinds beside their runners, one module each
 # (axdnn/experiment/<room>.py); importing it here registers its kinds. One line per room:
+from axdnn.experiment import compress as _compress  # noqa: E402,F401
+from axdnn.experiment import dynamic as _dynamic  # noqa: E402,F401
+from axdnn.experiment import explore as _explore  # noqa: E402,F401
+from axdnn.experiment import regions as _regions  # noqa: E402,F401

@@ -8,17 +8,20 @@ def test_evaluate_under_a_multiplier_lists_every_layer(capsys, digits_checkpoint
     record = run_json(
         capsys, "evaluate", "--checkpoint", str(digits_checkpoint), "--multiplier", "drum:4", "-q"
     )
-    layers = record["approximation"]["layers"]
+    float_run, run = record["runs"]
+    assert (float_run["label"], run["label"]) == ("float", "drum:4")
+    layers = run["approximation"]["layers"]
     assert {layer["multiplier"] for layer in layers} == {"drum:4"}
-    assert record["float_top1"] >= record["top1"] - 0.05
+    assert run["float_top1"] == float_run["top1"] >= run["top1"] - 0.05
+    assert run["energy"]["total_pj"] < float_run["energy"]["total_pj"]
 
 
 def test_evaluate_backend_choice_changes_speed_not_numbers(capsys, digits_checkpoint):
     """--backend forces a kernel; every backend is bit-exact, so the figures agree exactly."""
     args = ("evaluate", "--checkpoint", str(digits_checkpoint), "--multiplier", "mitchell", "-q")
-    auto = run_json(capsys, *args)
+    auto = run_json(capsys, *args, "--no-float")["runs"][0]
     for backend in ("torch", "native"):
-        forced = run_json(capsys, *args, "--backend", backend)
+        forced = run_json(capsys, *args, "--no-float", "--backend", backend)["runs"][0]
         assert forced["top1"] == auto["top1"] and forced["loss"] == auto["loss"]
         assert forced["plan"]["layers"]["*"]["backend"] == backend
     assert_clean_error(run_cli(capsys, *args, "--backend", "fastest"), "fastest")
@@ -57,7 +60,8 @@ def test_finetune_recovers_at_least_half_of_a_ten_point_loss(capsys, tmp_path, d
     )
     assert record["float_top1"] - record["before_top1"] >= 0.10
     assert record["recovered_fraction"] >= 0.5
-    again = run_json(capsys, "evaluate", "--checkpoint", str(out), "-q")
+    again = run_json(capsys, "evaluate", "--checkpoint", str(out), "-q")["runs"][0]
+    assert again["label"].startswith("as saved")
     assert again["top1"] == pytest.approx(record["after_top1"])
     assert again["approximation"]["layers"][0]["multiplier"] == "trunc:8"
     cost = run_json(capsys, "cost", "--checkpoint", str(out))

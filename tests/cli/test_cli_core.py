@@ -29,7 +29,7 @@ def test_demo_runs_its_experiment_and_writes_the_report(capsys, tmp_path):
 
 
 def test_train_writes_a_checkpoint_that_evaluate_reads(capsys, digits_checkpoint):
-    record = run_json(capsys, "evaluate", "--checkpoint", str(digits_checkpoint), "-q")
+    (record,) = run_json(capsys, "evaluate", "--checkpoint", str(digits_checkpoint), "-q")["runs"]
     assert record["samples"] == 359
     assert 0.5 < record["top1"] <= record["top5"] <= 1.0
     confusion = torch.tensor(record["confusion"])
@@ -162,5 +162,7 @@ def test_unwritable_output_is_a_clear_error_before_training(capsys, tmp_path, mo
 
 def test_zero_epochs_is_a_clear_error(capsys, tmp_path):
     args = ("train", "--model", "digits_cnn", "--epochs", "0", "--out", str(tmp_path / "c.pt"))
-    assert_clean_error(run_cli(capsys, *args, "-q"), "--epochs >= 1")
+    assert_clean_error(
+        run_cli(capsys, *args, "-q"), "--epochs: Input should be greater than or equal to 1"
+    )
     assert not (tmp_path / "c.pt").exists()

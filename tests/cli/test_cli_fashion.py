@@ -25,7 +25,7 @@ def test_train_lenet5_on_fashion_mnist_subset(capsys, tmp_path, fashion_subset):
     # 1,800 training images, 2 epochs: far above chance (10%), far below the full set's ~89%
     assert 0.6 < record["test"]["top1"] < 0.9
     evaluated = run_json(capsys, "evaluate", "--checkpoint", str(tmp_path / "lenet.pt"), "-q")
-    assert evaluated["top1"] == record["test"]["top1"]
+    assert evaluated["runs"][0]["top1"] == record["test"]["top1"]
 
 
 def test_absent_fashion_mnist_is_a_clean_error(capsys, monkeypatch, tmp_path):

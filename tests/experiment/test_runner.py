@@ -19,7 +19,9 @@ from axdnn.train import TrainConfig
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("runner") / "digits.pt"
-    run_train("digits_cnn", "digits", path, TrainConfig(epochs=2, seed=0), "cpu", False)
+    run_train(
+        "digits_cnn", "digits", path, TrainConfig(epochs=2, seed=0), device="cpu", progress=False
+    )
     return path
 
 

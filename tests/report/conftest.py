@@ -63,6 +63,41 @@ steps:
     repeats: 1
     limit: 64
     calibration: 128
+  - kind: prune
+    ratio: 0.5
+  - kind: share
+    budget: 0.02
+    k_max: 16
+    trials: 6
+    population: 4
+  - kind: explore
+    strategy: random
+    trials: 2
+    subset: 40
+    space:
+      groups:
+        - layers: ["*"]
+          multiplier: [exact@u8, exact@u4]
+      constraints:
+        max_drop: 0.5
+  - kind: dynamic
+    configs: [exit]
+    train_limit: 300
+    calib_limit: 100
+    test_limit: 100
+    exit_epochs: 2
+    timing_batches: [1, 32]
+    timing_samples: 8
+    repeats: 1
+  - kind: regions
+    regions: [sobel]
+    trials: 3
+    samples: 256
+    held_out: 128
+    test: 256
+    epochs: 3
+    depths: [0, 1]
+    widths: [4, 8]
 """
 
 

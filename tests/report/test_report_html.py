@@ -28,7 +28,7 @@ from axdnn.report.sections.multipliers import multiplier_error_summary
 
 KINDS = (
     "train", "evaluate", "cost", "multipliers", "finetune", "resilience", "significance",
-    "formats", "selection",
+    "formats", "selection", "prune", "share", "explore", "dynamic", "regions",
 )  # fmt: skip
 # the figures each section draws on the fixture run (each with its own table)
 FIGURES = {
@@ -40,6 +40,10 @@ FIGURES = {
     "resilience": 3,
     "significance": 2,
     "formats": 2,
+    "share": 1,
+    "explore": 1,
+    "dynamic": 2,
+    "regions": 1,
 }
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
