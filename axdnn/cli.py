@@ -285,16 +285,21 @@ def multipliers_list(
 
 @multipliers_app.command("show")
 def multipliers_show(
-    spec: Annotated[str, typer.Argument(help="Multiplier spec, e.g. drum:4@u8 or lut:file.bin.")],
-    out: Annotated[
-        Path | None, typer.Option(help="Folder for the error heatmap/histogram PNGs.")
-    ] = None,
+    spec: Annotated[
+        list[str],
+        typer.Argument(help="Multiplier specs, e.g. drum:4@u8 or lut:file.bin (one or more)."),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the error heatmap/histogram PNGs.")] = Path(
+        "axdnn-multipliers"
+    ),
     as_json: JsonOpt = False,
 ) -> None:
-    """Error metrics of one multiplier, and its error heatmap and histogram as PNG."""
-    from axdnn.experiment.approx import render_multipliers_show, run_multipliers_show
+    """Error metrics of multipliers, and each one's error heatmap and histogram as PNG (the
+    `multipliers` experiment step)."""
+    from axdnn.experiment.approx import render_multipliers_step
 
-    _emit(run_multipliers_show(spec, out), as_json, render_multipliers_show)
+    record = _step("multipliers", {"specs": spec}, folder=out)
+    _emit(record, as_json, render_multipliers_step)
 
 
 @app.command()
@@ -582,7 +587,8 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 @regions_app.command("search")
 def regions_search(
     region: Annotated[
-        str, typer.Argument(help="Region name, package.module:name or file.py:name.")
+        list[str],
+        typer.Argument(help="Region names, package.module:name or file.py:name (one or more)."),
     ],
     out: Annotated[Path, typer.Option(help="Folder for <region>.pt and regions.db.")] = Path(
         "axdnn-regions"
@@ -622,24 +628,19 @@ def regions_search(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search the cheapest MLP within the region's quality bound, against the fixed baseline."""
-    from axdnn.experiment.regions import render_regions_search, run_regions_search
-    from axdnn.regions.mlp import TrainSettings
-    from axdnn.regions.search import SearchSettings, SearchSpace
+    """Search the cheapest MLP within each region's quality bound, against the fixed baseline
+    (the `regions` experiment step)."""
+    from axdnn.experiment.regions import render_regions_step
 
-    space = SearchSpace(
-        depths=_ints(depths, "--depths"),
-        widths=_ints(widths, "--widths"),
-        weight_formats=tuple(weight_formats.split(";")),
-        act_formats=tuple(act_formats.split(";")),
-    )
-    settings = SearchSettings(
-        trials=trials, samples=samples, held_out=held_out, test=test, bound=bound, cost=cost,
-        latency=latency, seed=seed, train=TrainSettings(epochs=epochs), space=space,
+    options = dict(
+        regions=region, trials=trials, samples=samples, held_out=held_out, test=test,
+        epochs=epochs, bound=bound, cost=cost, latency=latency,
+        depths=list(_ints(depths, "--depths")), widths=list(_ints(widths, "--widths")),
+        weight_formats=weight_formats.split(";"), act_formats=act_formats.split(";"),
+        baseline=not no_baseline, storage=storage, study=study,
     )  # fmt: skip
-    record = run_regions_search(region, out, settings, storage, study=study,
-                                baseline=not no_baseline, progress=not quiet)  # fmt: skip
-    _emit(record, as_json, render_regions_search)
+    record = _step("regions", options, folder=out, seed=seed, progress=not quiet)
+    _emit(record, as_json, render_regions_step)
 
 
 @regions_app.command("evaluate")

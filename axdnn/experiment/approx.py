@@ -274,6 +274,11 @@ def run_multipliers_show(spec: str, out: Path | None = None) -> dict:
     return record
 
 
+def render_multipliers_step(record: dict) -> str:
+    """Every multiplier of a `multipliers` step or `axdnn multipliers show`."""
+    return "\n".join(render_multipliers_show(m) for m in record["multipliers"])
+
+
 def render_multipliers_show(record: dict) -> str:
     lines = [f"{record['spec']}  ({record['name']}, content {record['content_hash'][:12]})"]
     lines += [f"  {k:<14} {v}" for k, v in record["metrics"].items()]

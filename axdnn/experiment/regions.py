@@ -69,6 +69,15 @@ def _cand_line(label: str, c: dict, bound: float) -> str:
     )
 
 
+def render_regions_step(record: dict) -> str:
+    """Every searched region of a `regions` step or `axdnn regions search`, then the summary."""
+    blocks = [render_regions_search(r) for r in record["regions"]]
+    s = record["summary"]
+    if s.get("wins") is not None:
+        blocks.append(f"wins over the baseline: {s['wins']}/{s['regions']}")
+    return "\n\n".join(blocks)
+
+
 def render_regions_search(record: dict) -> str:
     r = record["region"]
     lines = [
@@ -155,6 +164,10 @@ class RegionsStep(StepConfig):
     )
     act_formats: list[str] = Field(default_factory=lambda: ["fp32", "fp16", "fxp:s4.8"])
     baseline: bool = True
+    storage: str | None = Field(None, description="Optuna storage; default: the step's regions.db.")
+    study: str | None = Field(
+        None, description="Study name (NAME-<region> when several); default: from the settings."
+    )
 
     @field_validator("regions")
     @classmethod
@@ -195,14 +208,19 @@ class RegionsStep(StepConfig):
                 name,
                 ctx.step_dir,
                 settings,
-                str(ctx.step_dir / "regions.db"),
-                study=settings_study_name(get_region(name), settings),
+                self.storage or str(ctx.step_dir / "regions.db"),
+                study=self._study(name, settings),
                 baseline=self.baseline,
                 progress=ctx.progress,
             )
             for name in self.regions
         ]
         return {"regions": records, "summary": summarise(records)}
+
+    def _study(self, name: str, settings: SearchSettings) -> str:
+        if self.study is None:
+            return settings_study_name(get_region(name), settings)
+        return self.study if len(self.regions) == 1 else f"{self.study}-{name}"
 
 
 def summarise(records: list[dict]) -> dict:

@@ -72,7 +72,10 @@ def test_multipliers_list_and_show(capsys, tmp_path):
     record = run_json(capsys, "multipliers", "list")
     specs = {row["spec"] for row in record["multipliers"]}
     assert "trunc:8@u8" in specs and "mitchell@u8" in specs
-    shown = run_json(capsys, "multipliers", "show", "mitchell", "--out", str(tmp_path))
+    (shown,) = run_json(capsys, "multipliers", "show", "mitchell", "--out", str(tmp_path))[
+        "multipliers"
+    ]
+    assert shown["error_summary"]
     assert shown["metrics"]["wcre_percent"] == pytest.approx(11.1, abs=0.05)
     for png in shown["plots"].values():
         assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

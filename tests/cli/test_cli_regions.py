@@ -37,9 +37,11 @@ def test_regions_list(capsys):
 
 def test_regions_search_then_evaluate(capsys, tmp_path):
     out = tmp_path / "r"
-    record = run_json(
+    step = run_json(
         capsys, "regions", "search", "inversek2j", "--out", str(out), "--bound", "0.9", *TINY
     )
+    (record,) = step["regions"]
+    assert step["summary"]["regions"] == 1
     assert len(record["trials"]) == 3 and (out / "regions.db").is_file()
     assert record["chosen"]["error"] <= 0.9 and record["baseline"]["text"].startswith("2->8->2")
     checkpoint = Path(record["checkpoint"])
@@ -62,7 +64,7 @@ def test_regions_search_then_evaluate(capsys, tmp_path):
         *TINY[:1],
         "4",
         *TINY[2:],
-    )
+    )["regions"][0]
     assert [t["trial"] for t in again["trials"]] == [0, 1, 2, 3]  # resumed from regions.db
     code, text, _ = run_cli(
         capsys, "regions", "search", "inversek2j", "--out", str(out), "--bound", "0.9", *TINY

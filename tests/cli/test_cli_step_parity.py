@@ -10,7 +10,7 @@ from cli_support import assert_clean_error, run_cli, run_json
 
 from axdnn.experiment.runner import run_experiment, step_records
 
-TIMING = ("seconds", "time", "elapsed", "started", "finished")
+TIMING = ("seconds", "time", "timing", "elapsed", "started", "finished", "speedup", "latency")
 
 
 def normalised(value, paths):
@@ -25,6 +25,18 @@ def normalised(value, paths):
         for path, label in paths.items():
             value = value.replace(str(path), label)
     return value
+
+
+def _differences(a, b, where="record"):
+    """Where two records differ (key paths), for a readable failure."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{where}[{i}]")
+        ]
+    return [] if a == b else [f"{where}: {a!r} != {b!r}"[:300]]
 
 
 def cases(ck, tmp):
@@ -73,6 +85,24 @@ def cases(ck, tmp):
              "--strategy", "random", "--trials", "2", "--subset", "40", "--out", str(tmp / "cli"),
              "-q"],
         ),
+        "regions": (
+            {"regions": ["inversek2j"], "trials": 2, "samples": 256, "held_out": 128,
+             "test": 128, "epochs": 3, "depths": [0, 1], "widths": [2, 4]},
+            ["regions", "search", "inversek2j", "--trials", "2", "--samples", "256",
+             "--held-out", "128", "--test", "128", "--epochs", "3", "--depths", "0,1",
+             "--widths", "2,4", "--out", str(tmp / "cli"), "-q"],
+        ),
+        "multipliers": (
+            {"specs": ["mitchell@u8", "drum:4@u8"]},
+            ["multipliers", "show", "mitchell@u8", "drum:4@u8", "--out", str(tmp / "cli")],
+        ),
+        "dynamic": (
+            {"checkpoint": str(ck), "configs": ["exit"], "train_limit": 300, "calib_limit": 100,
+             "test_limit": 100, "timing_batches": [1, 32], "timing_samples": 8},
+            ["dynamic", "--checkpoint", str(ck), "--config", "exit", "--train-limit", "300",
+             "--calib-limit", "100", "--test-limit", "100", "--timing-batch", "1,32",
+             "--timing-samples", "8", "--out", str(tmp / "cli"), "-q"],
+        ),
     }  # fmt: skip
 
 
@@ -85,32 +115,25 @@ def parity(tmp_path_factory, digits_checkpoint):
     (tmp / "space.yaml").write_text(yaml.safe_dump(SPACE))
     table = cases(digits_checkpoint, tmp)
     steps = [{"kind": kind, **settings} for kind, (settings, _) in table.items()]
+    assert sorted(table) == sorted(KINDS)
     file = tmp / "exp.yaml"
     file.write_text(yaml.safe_dump({"name": "parity", "steps": steps}))
     run_experiment(file, tmp / "run", progress=False, say=lambda _: None, report=False)
     return tmp, table, step_records(tmp / "run")
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "train",
-        "evaluate",
-        "cost",
-        "finetune",
-        "resilience",
-        "significance",
-        "prune",
-        "share",
-        "explore",
-    ],
-)
+KINDS = ["train", "evaluate", "cost", "finetune", "resilience", "significance", "prune", "share",
+         "explore", "regions", "multipliers", "dynamic"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_command_and_step_give_the_same_record(capsys, parity, kind):
     tmp, table, records = parity
     cli = run_json(capsys, *table[kind][1])
     steps = tmp / "run" / "steps"
     paths = {steps / kind: "<out>", tmp / "cli": "<out>"}
-    assert normalised(cli, paths) == normalised(records[kind], paths)
+    left, right = normalised(cli, paths), normalised(records[kind], paths)
+    assert _differences(left, right) == []
     assert json.dumps(normalised(cli, paths), sort_keys=True)  # plain JSON both ways
 
 
