@@ -34,7 +34,9 @@ def _differences(a, b, where="record"):
         return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{where}.{k}")]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [
-            d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{where}[{i}]")
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in _differences(x, y, f"{where}[{i}]")
         ]
     return [] if a == b else [f"{where}: {a!r} != {b!r}"[:300]]
 
