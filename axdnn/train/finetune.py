@@ -22,7 +22,7 @@ from torch import nn
 from axdnn.errors import ConfigError
 from axdnn.nn import APPROX_LAYERS
 from axdnn.nn.quant import code_index
-from axdnn.train.loop import LossFn, TrainConfig, TrainHistory, cross_entropy, fit
+from axdnn.train.loop import LossFn, TrainConfig, TrainHistory, fit, loss_for
 
 
 @dataclass
@@ -108,7 +108,7 @@ def finetune(
 ) -> TrainHistory:
     """Fine-tune an approximated model in place (see the module docstring for the options)."""
     options = options or FinetuneOptions()
-    loss_fn = cross_entropy
+    loss_fn = loss_for(model)
     if options.distill_alpha > 0:
         if teacher is None:
             raise ValueError("distillation needs the exact teacher model")

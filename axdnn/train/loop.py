@@ -88,6 +88,13 @@ def cross_entropy(
     return F.cross_entropy(logits, target)
 
 
+def loss_for(model: nn.Module) -> LossFn:
+    """The model's own `training_loss(outputs, target, inputs)` if it has one (capsule networks'
+    margin loss), otherwise cross-entropy."""
+    own = getattr(model, "training_loss", None)
+    return own if callable(own) else cross_entropy
+
+
 def _train_one_epoch(model, loader, optimizer, loss_fn, regularizer, device, progress, desc):
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
@@ -114,12 +121,13 @@ def fit(
     config: TrainConfig,
     device: torch.device | str = "cpu",
     progress: bool = False,
-    loss_fn: LossFn = cross_entropy,
+    loss_fn: LossFn | None = None,
     regularizer: Regularizer | None = None,
     restore_best: bool = True,
 ) -> TrainHistory:
     """Train `model` in place and, by default, leave it at the epoch with the best validation
-    top-1."""
+    top-1. The loss defaults to the model's own (`loss_for`)."""
+    loss_fn = loss_for(model) if loss_fn is None else loss_fn
     torch.manual_seed(config.seed)
     model.to(device)
     loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -63,3 +64,33 @@ def test_score_logits_metrics_by_hand():
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ConfigError):
         TrainConfig(**kwargs)
+
+
+class _OwnLoss(nn.Module):
+    """A model that brings its own training loss (as capsule networks bring the margin loss)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        return self.fc(x)
+
+    def training_loss(self, outputs, target, inputs):
+        self.calls += 1
+        return (outputs.softmax(1) - F.one_hot(target, 3).float()).pow(2).sum(1).mean()
+
+
+def test_fit_uses_the_models_own_training_loss():
+    from axdnn.train.loop import loss_for
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
+    data = TensorDataset(x, y)
+    model = _OwnLoss()
+    history = fit(model, data, data, 3, TrainConfig(epochs=2, batch_size=16))
+    assert model.calls == 8
+    assert history.epochs[-1].train_loss < 1.0
+    plain = nn.Linear(4, 3)
+    assert loss_for(plain).__name__ == "cross_entropy"
