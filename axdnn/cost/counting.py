@@ -1,8 +1,8 @@
 """Operation counting: per-layer multiply-accumulates (MACs), parameters and activation sizes.
 
 `count_ops` runs the model once on zeros with forward hooks on every module (a call stack gives
-each functional op its parent's name) and a `TorchFunctionMode` that sees functional matmul,
-einsum, linear and conv calls made outside counted Conv/Linear modules.
+each functional op its parent's name) and a handler on the model's `axdnn.sites.SiteMode` that
+sees functional matmul, einsum, linear and conv calls made outside counted Conv/Linear modules.
 
 Conventions (documented once, relied on by the energy model):
 
@@ -18,8 +18,9 @@ Conventions (documented once, relied on by the energy model):
 - scaled_dot_product_attention: ``batch * L * S * (E + E_v)`` (QK^T plus attention x V).
 - MultiheadAttention: the four projections plus ``2 * L * S * E``; RNN/LSTM/GRU: ``gates * H *
   (I + H)`` per step, layer and direction (these run fused kernels, so they are module counters).
-- A functional op belongs to the innermost module whose forward called it and is named
-  ``<module name>.<kind>#<i>`` (``i`` counts calls of that kind within one call of the module);
+- A functional op belongs to the innermost module whose forward called it and is named as in
+  plans and injection (`axdnn.sites`): ``<module name>.<kind>#<i>``, ``i`` counting calls of that
+  kind in that module over the whole forward (a module called twice gives ``#0`` and ``#1``);
   ops inside a counted module (one with a registered counter) are part of that module's count.
 - All per-layer figures are per sample: the run's totals divided by ``batch_size``.
 """
@@ -28,13 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.overrides import TorchFunctionMode
 
 from axdnn.cost import functional
 from axdnn.cost.counters import (
@@ -47,6 +47,7 @@ from axdnn.cost.counters import (
 from axdnn.cost.records import CostReport, LayerCost
 from axdnn.errors import ShapeError
 from axdnn.runtime import TemporaryHooks
+from axdnn.sites import Site, SiteHandler, attach
 
 __all__ = [
     "CostReport",
@@ -63,18 +64,15 @@ class _Frame:
     name: str
     counted: bool  # this module is a counted layer
     suppressing: bool  # this module is, or is inside, a counted layer: nothing else counts
-    op_index: dict[str, int] = field(default_factory=dict)
 
 
-class _Counter(TorchFunctionMode):
-    """Hooks + function mode state: a module call stack and the records gathered so far."""
+class _Counter(SiteHandler):
+    """Module hooks + site handler: a module call stack and the records gathered so far."""
 
     def __init__(self, model: nn.Module, batch_size: int) -> None:
-        super().__init__()
         self.batch = batch_size
         self.stack: list[_Frame] = []
         self.counted_depth = 0
-        self.outside = _Frame("", False, False)
         self.records: dict[str, LayerCost] = {}
         self.names = {id(m): n for n, m in model.named_modules()}
 
@@ -99,20 +97,14 @@ class _Counter(TorchFunctionMode):
         self._record(frame.name, op, params, x, y, [x] if x is not None else [])
 
     # functional ops
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+    def after(self, site: Site, func, args, kwargs, out):  # noqa: D102 - see SiteHandler
         entry = functional.lookup(func) if self.counted_depth == 0 else None
         if entry is None:
             return out
         kind, macs_fn = entry
-        parent = self.stack[-1] if self.stack else self.outside
-        index = parent.op_index.get(kind, 0)
-        parent.op_index[kind] = index + 1
-        name = f"{parent.name}.{kind}#{index}" if parent.name else f"{kind}#{index}"
         op, acts = functional.count_call(kind, macs_fn, args, kwargs, out)
         params = functional.parameters_in(args, kwargs)
-        self._record(name, op, params, acts[0] if acts else None, first_tensor(out), acts)
+        self._record(site.name, op, params, acts[0] if acts else None, first_tensor(out), acts)
         return out
 
     def _record(
@@ -185,7 +177,7 @@ def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _run(model: nn.Module, x: torch.Tensor, batch: int, on_meta: bool) -> _Counter:
     counter = _Counter(model, batch)
-    with torch.no_grad(), _hooked(model, counter), counter:
+    with torch.no_grad(), _hooked(model, counter), attach(model, counter):
         if on_meta:
             functional_call(model, _meta_state(model), (x.to("meta"),))
         else:
