@@ -125,8 +125,10 @@ class SiteMode(TorchFunctionMode):
         self._hooks: list = []
 
     def _pre(self, module: nn.Module, _args) -> None:
-        if id(module) not in self.names:
-            return
+        if id(module) not in self.names:  # built lazily in a forward, or not the root's
+            self.names = {id(m): n for n, m in self.root.named_modules()}
+            if id(module) not in self.names:
+                return
         if module is self.root:
             self.stack.clear()
             self.counts.clear()

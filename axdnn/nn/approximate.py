@@ -1,7 +1,9 @@
 """`approximate(model, plan, calibration_data)`: a new model whose layers follow the plan.
 
-Nothing is silently exact: every conv/linear layer ends up in the report, approximated or with the
-reason it stayed float, and a plan that names a layer axdnn cannot approximate is an error.
+Nothing is silently exact: every conv/linear layer and every MAC-bearing functional op of the
+forward (`F.linear`, `matmul`, `einsum`, ..., named as in `axdnn.sites`) ends up in the report,
+approximated or with the reason it stayed float, and a plan that names a layer or op axdnn cannot
+approximate is an error (a glob such as `*` passes over ops it cannot run, saying so).
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from axdnn.errors import ConfigError
 from axdnn.nn.base import ApproxLayer
 from axdnn.nn.format_layers import FormatConv2d, FormatLinear
+from axdnn.nn.functional_plan import (
+    HOLDER,
+    FunctionalApproximation,
+    FunctionalSite,
+    functional_sites,
+    note_for,
+    plan_functional,
+)
 from axdnn.nn.layers import ApproxConv2d, ApproxLinear
 from axdnn.nn.plan import FormatSpec, LayerSpec, MultiplierSpec, Plan, SpecPart
 
@@ -130,17 +140,23 @@ def approximate(
     batches: int = CALIBRATION_BATCHES,
     seed: int = 0,
     layer_map: LayerMap | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> nn.Module:
     """Return a calibrated copy of `model` with the plan's layers on their multipliers or in
-    their number formats, converted through `layer_map` (default DEFAULT_LAYER_MAP).
+    their number formats, converted through `layer_map` (default DEFAULT_LAYER_MAP), and its
+    planned functional ops on their multipliers (`axdnn.nn.functional_plan`).
 
     The copy carries `approximation` (an ApproximationReport); the original is untouched.
-    With `calibration_data=None` the layers stay uncalibrated, for loading a saved state dict.
+    With `calibration_data=None` the layers stay uncalibrated, for loading a saved state dict;
+    functional ops are then found by running the model on zeros of `input_shape` (per sample).
     """
     layer_map = DEFAULT_LAYER_MAP if layer_map is None else layer_map
+    if isinstance(getattr(model, HOLDER, None), FunctionalApproximation):
+        raise ConfigError("the model is already approximate; apply a plan to the float model")
     new = copy.deepcopy(model)
+    sites = _functional_sites(new, calibration_data, input_shape, layer_map)  # builds lazy layers
     layers = multiplying_layers(new, layer_map)
-    chosen = plan.resolve(list(layers))
+    chosen = _resolve(plan, [*layers, *(sites or {})], searched=sites is not None)
     report = ApproximationReport()
     for name, module in layers.items():
         kind = type(module).__name__
@@ -158,10 +174,58 @@ def approximate(
         target = _converter(name, module, pattern, part, layer_map)
         _replace(new, name, target.from_float(module, part, name=name))
         report.layers.append(_record(name, module, pattern, spec))
+    _plan_functional(new, (sites or {}).values(), chosen, report)
     if calibration_data is not None:
         calibrate(new, calibration_data, batches, seed)
     new.approximation = report
     return new
+
+
+def _functional_sites(model, data, input_shape, layer_map) -> dict[str, FunctionalSite] | None:
+    """The model's functional MAC sites, or None when there is nothing to run it on."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if data is not None:
+        example = next(_batches(data, 1, 0), None)
+    elif input_shape is not None:
+        example = torch.zeros((1, *input_shape))
+    else:
+        return None
+    if example is None:
+        raise ConfigError("calibration data is empty; give at least one batch")
+    excluded = (*MAC_LAYERS, ApproxLayer, *(t for _, t in layer_map))
+    return functional_sites(model, example.to(device), excluded)
+
+
+def _resolve(plan: Plan, names: list[str], *, searched: bool) -> dict[str, tuple[str, LayerSpec]]:
+    try:
+        return plan.resolve(names)
+    except ConfigError as err:
+        if searched:
+            raise
+        raise ConfigError(
+            f"{err} (functional ops such as attn.matmul#0 are found by running the model: "
+            "give calibration data or input_shape)"
+        ) from None
+
+
+def _plan_functional(model, sites, chosen, report: ApproximationReport) -> None:
+    sites = list(sites)
+    specs, exact = plan_functional(sites, chosen)
+    for site in sites:
+        if site.name in exact:
+            record = LayerRecord(site.name, site.op, "exact", reason=exact[site.name])
+            record.pattern = chosen.get(site.name, (None,))[0]
+        else:
+            spec = specs[site.name]
+            pattern = chosen[site.name][0]
+            record = LayerRecord(
+                site.name, site.op, "approximate", spec.multiplier, pattern, note_for(spec)
+            )
+        report.layers.append(record)
+    if specs:
+        holder = FunctionalApproximation(specs)
+        model.add_module(HOLDER, holder)
+        holder.install(model)
 
 
 def _batches(data, batches: int, seed: int):
@@ -183,17 +247,24 @@ def calibrate(model: nn.Module, data, batches: int = CALIBRATION_BATCHES, seed: 
     """Fix every approximate layer's activation range from a few batches of data (format layers
     count how often their FPEC activations are compensated, for the cost model)."""
     targets = [m for m in model.modules() if isinstance(m, ApproxLayer)]
-    if not targets:
+    holders = [m for m in model.modules() if isinstance(m, FunctionalApproximation)]
+    if not targets and not holders:
         return
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     for layer in targets:
         layer.start_calibration(seed)
+    for holder in holders:
+        holder.calibrating = True
     seen = 0
-    for x in _batches(data, batches, seed):
-        model(x.to(device))
-        seen += 1
+    try:
+        for x in _batches(data, batches, seed):
+            model(x.to(device))
+            seen += 1
+    finally:
+        for holder in holders:
+            holder.calibrating = False
     if seen == 0:
         raise ConfigError("calibration data is empty; give at least one batch")
     for layer in targets:
