@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from axdnn.arith import catalogue, get_multiplier
+from axdnn.cost import count_ops
 from axdnn.data import DatasetBundle
 from axdnn.errors import ConfigError
 from axdnn.experiment.common import check_writable, load_checkpoint_and_data, split_of
@@ -74,9 +75,35 @@ def approximated_model(
     return approximate(model, plan, bundle.train, seed=seed), plan
 
 
-def _report(model: nn.Module) -> dict | None:
+def _report(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict | None:
+    """The approximation report, with every layer's and functional op's MACs and share when the
+    input shape is known; counted MAC-bearing modules no plan can convert are listed exact."""
     report = getattr(model, "approximation", None)
-    return report.to_dict() if report is not None else None
+    if report is None:
+        return None
+    data = report.to_dict()
+    if input_shape is None:
+        return data
+    macs = {r.name: r.macs for r in count_ops(model, tuple(input_shape)).layers if r.macs}
+    listed = {layer["name"] for layer in data["layers"]}
+    for name in macs.keys() - listed:
+        data["layers"].append(
+            {
+                "name": name,
+                "kind": "module",
+                "status": "exact",
+                "multiplier": None,
+                "reason": "axdnn has no approximate layer for its type",
+            }
+        )
+    total = sum(macs.values())
+    for layer in data["layers"]:
+        layer["macs"] = macs.get(layer["name"], 0)
+        layer["mac_share"] = layer["macs"] / total if total else None
+    approximate = sum(x["macs"] for x in data["layers"] if x["status"] == "approximate")
+    data["macs"] = total
+    data["approximate_mac_share"] = approximate / total if total else None
+    return data
 
 
 def run_approx_evaluate(
@@ -108,7 +135,7 @@ def run_approx_evaluate(
         "data": bundle.spec,
         "split": split,
         "plan": used.model_dump() if used else None,
-        "approximation": _report(approx),
+        "approximation": _report(approx, bundle.input_shape),
         "seconds": time.perf_counter() - start,
         **result.to_dict(),
     }
@@ -127,14 +154,20 @@ def render_approx_evaluate(record: dict) -> str:
         drop = record["float_top1"] - record["top1"]
         lines.append(f"float top-1 {record['float_top1']:.2%}  (drop {drop * 100:.2f} points)")
     if record["approximation"]:
-        lines.append("layers:")
+        share = record["approximation"].get("approximate_mac_share")
+        lines.append(
+            "layers and functional ops:"
+            if share is None
+            else f"layers and functional ops ({share:.1%} of the MACs approximate):"
+        )
         for layer in record["approximation"]["layers"]:
             how = (
                 _layer_hardware(layer)
                 if layer["status"] == "approximate"
                 else f"exact: {layer['reason']}"
             )
-            lines.append(f"  {layer['name']:<24} {layer['kind']:<8} {how}")
+            macs = "" if layer.get("mac_share") is None else f"{layer['mac_share']:6.1%}  "
+            lines.append(f"  {layer['name']:<24} {layer['kind']:<8} {macs}{how}")
     return "\n".join(lines)
 
 
@@ -221,7 +254,7 @@ def run_finetune(
         "recovered_fraction": _recovered(float_top1, before.top1, after.top1),
         "seconds": seconds,
         "history": history.to_dict(),
-        "approximation": _report(approx),
+        "approximation": _report(approx, bundle.input_shape),
     }
 
 
@@ -301,7 +334,7 @@ def configuration_energy(
 ) -> dict:
     """Energy of one inference of the checkpoint's model under a plan (float when neither plan
     nor multiplier is given), from the cost model: totals in pJ."""
-    from axdnn.cost import count_ops, estimate_energy, precision_from_model
+    from axdnn.cost import estimate_energy, precision_from_model
     from axdnn.experiment.common import build_checkpoint
 
     ck, model = build_checkpoint(checkpoint, model=model_factory)

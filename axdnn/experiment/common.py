@@ -60,7 +60,8 @@ def build_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
             "trust them, say so: `axdnn --trust-c-models ...`"
         )
     _check_tables(checkpoint)
-    return checkpoint.build(wrap=lambda model: approximate(model, plan, None))
+    shape = tuple(checkpoint.input_shape) if checkpoint.input_shape else None
+    return checkpoint.build(wrap=lambda model: approximate(model, plan, None, input_shape=shape))
 
 
 def check_writable(path: Path, what: str) -> None:

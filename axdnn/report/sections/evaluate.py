@@ -165,6 +165,10 @@ def _layers(labels, runs, cost) -> str:
     if cost is not None:
         layers = (((cost.get("record") or {}).get("cost") or {}).get("layers")) or []
         macs = {str(layer.get("name")): layer.get("macs") for layer in layers}
+    for _, run in with_report:  # the runs' own counts include functional ops under the plan
+        for layer in run["approximation"]["layers"]:
+            if isinstance(layer.get("macs"), int | float):
+                macs[str(layer.get("name"))] = layer["macs"]
     total = sum(v for v in macs.values() if isinstance(v, int | float)) or None
     names = []
     for _, run in with_report:
@@ -201,7 +205,7 @@ def _layers(labels, runs, cost) -> str:
                 note(f"{label}: {len(exact)} layer(s) stayed exact{share_text}: {items}", "warn")
             )
     if not macs:
-        parts.append(note("MAC shares need a cost step in the experiment; none ran."))
+        parts.append(note("MAC shares need the input shape or a cost step; neither was there."))
     return "".join(parts)
 
 
