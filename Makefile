@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned to the CPU build; a range in pyproject would otherwise pull a CUDA build.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,fast,docs]"
+	$(BIN)/python -m pip install -q -e ".[dev,fast,docs,gpu]"
 	touch $(STAMP)
 
 install: $(STAMP)

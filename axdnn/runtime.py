@@ -124,3 +124,8 @@ class TemporaryHooks:
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+def tracing() -> bool:
+    """torch.compile or torch.export is tracing (tensor values are not known)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()

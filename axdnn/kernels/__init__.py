@@ -4,6 +4,7 @@ from axdnn.kernels.affine import ActQuant, ZeroPoints
 from axdnn.kernels.dispatch import (
     Backend,
     Problem,
+    available_backends,
     choose_backend,
     list_backends,
     lut_conv2d,
@@ -20,6 +21,7 @@ __all__ = [
     "Backend",
     "ConvGeometry",
     "Problem",
+    "available_backends",
     "choose_backend",
     "list_backends",
     "lut_conv2d",

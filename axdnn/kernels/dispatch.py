@@ -12,8 +12,8 @@ points or the float chain itself gets them composed from its raw sums, exactly.
 
 Backends: `native` (compiled C register-tile gather, CPU; fuses the whole float chain), `lowrank`
 (exact integer decomposition, float32 convs/matmuls; any device), `numba` (compiled slab gather,
-CPU), `torch` (slab gather in torch ops; any device, the CUDA path for general tables) and
-`reference`.
+CPU), `triton` (tiled GPU kernel; fuses the float chain; the CUDA path for general tables where
+triton is installed), `torch` (slab gather in torch ops; any device) and `reference`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from axdnn.errors import ConfigError, ShapeError
-from axdnn.kernels import affine, gather_cpu, gather_torch, lowrank, native, reference
+from axdnn.kernels import affine, gather_cpu, gather_torch, lowrank, native, ops, reference
+from axdnn.kernels import triton_kernels as triton_backend
 from axdnn.kernels.affine import ActQuant, ZeroPoints
 from axdnn.kernels.factor import factorize
 from axdnn.kernels.geometry import ConvGeometry
@@ -61,6 +62,15 @@ class Backend:
     conv2d_float: Callable[..., torch.Tensor] | None = None
     linear_float: Callable[..., torch.Tensor] | None = None
     fuses: Callable[[torch.device], bool] | None = None  # where conv2d_float runs (None: always)
+    missing: Callable[[], str | None] | None = None  # why it is not installed here (None: it is)
+
+    def why_missing(self) -> str | None:
+        """What keeps this backend from running on this installation (None when nothing)."""
+        return self.missing() if self.missing is not None else None
+
+    def runs(self, table: torch.Tensor, device: torch.device) -> bool:
+        """Installed, and able to run `table` on `device`."""
+        return self.why_missing() is None and self.supports(table, device)
 
     def fused_conv(self, device: torch.device) -> bool:
         """Whether this backend runs the float chain of a convolution itself on `device`."""
@@ -80,6 +90,40 @@ def list_backends() -> list[str]:
     return ["auto", *sorted(_BACKENDS)]
 
 
+def available_backends(
+    table: torch.Tensor | None = None, device: torch.device | None = None
+) -> list[str]:
+    """Backends installed here ("auto" first); given a table and device, only those that can
+    run it: exactly what `auto` chooses from and what errors offer."""
+    names = [
+        name
+        for name, b in sorted(_BACKENDS.items())
+        if (b.runs(table, device) if table is not None else b.why_missing() is None)
+    ]
+    return ["auto", *names]
+
+
+def _forced(backend: str, table: torch.Tensor, device: torch.device) -> Backend:
+    if backend not in _BACKENDS:
+        raise ConfigError(
+            f"unknown kernel backend {backend!r}; known: {', '.join(list_backends())}; "
+            f"installed here: {', '.join(available_backends())}"
+        )
+    chosen = _BACKENDS[backend]
+    reason = chosen.why_missing()
+    if reason is not None:
+        raise ConfigError(
+            f"kernel backend {backend!r} is not installed: {reason}; available here for this "
+            f"table and device: {', '.join(available_backends(table, device))}"
+        )
+    if not chosen.supports(table, device):
+        raise ConfigError(
+            f"kernel backend {backend!r} cannot run a {tuple(table.shape)} table on device "
+            f"{device}; backends that can: {', '.join(available_backends(table, device))}"
+        )
+    return chosen
+
+
 def choose_backend(
     table: torch.Tensor,
     device: torch.device,
@@ -88,18 +132,8 @@ def choose_backend(
 ) -> Backend:
     """The forced backend, or the cheapest (by `cost` for `problem`) that supports this table."""
     if backend != "auto":
-        if backend not in _BACKENDS:
-            raise ConfigError(
-                f"unknown kernel backend {backend!r}; available: {', '.join(list_backends())}"
-            )
-        chosen = _BACKENDS[backend]
-        if not chosen.supports(table, device):
-            raise ConfigError(
-                f"kernel backend {backend!r} cannot run a {tuple(table.shape)} table on device "
-                f"{device}; available: {', '.join(list_backends())}"
-            )
-        return chosen
-    candidates = [b for b in _BACKENDS.values() if b.supports(table, device)]
+        return _forced(backend, table, device)
+    candidates = [_BACKENDS[name] for name in available_backends(table, device)[1:]]
     if not candidates:
         raise ConfigError(f"no kernel backend supports device {device}")
     best, best_key = None, None
@@ -217,6 +251,8 @@ def lut_conv2d(
 ) -> torch.Tensor:
     """Exact int64 sum of table products over each receptive field (see kernels.reference);
     with `zero`, the zero-point MAC of `axdnn.kernels.affine` (padding reads the zero point)."""
+    if ops.tracing(x_idx):
+        return ops.conv2d(x_idx, w_idx, table, geom, pad_index, backend, zero)
     where = "lut_conv2d"
     _check_table(table, where)
     _conv_shapes(x_idx.shape, w_idx, geom, where)
@@ -264,6 +300,8 @@ def lut_conv2d_float(
 
     Bit-identical to quantizing with `act`, `lut_conv2d(..., zero=zero)`, `affine.saturate` and
     `affine.dequantize`, which is how backends without a fused version run it."""
+    if ops.tracing(x):
+        return ops.conv2d_float(x, act, w_idx, table, geom, zero, scale, acc_bits, backend)
     where = "lut_conv2d_float"
     _check_table(table, where)
     _conv_shapes(x.shape, w_idx, geom, where)
@@ -309,6 +347,8 @@ def lut_linear(
     zero: ZeroPoints | None = None,
 ) -> torch.Tensor:
     """Exact int64 out[m, o] = sum_k table[a[m, k], b[o, k]]; with `zero`, the zero-point MAC."""
+    if ops.tracing(a_idx):
+        return ops.linear(a_idx, b_idx, table, backend, zero)
     where = "lut_linear"
     _check_table(table, where)
     _linear_shapes(a_idx.shape, b_idx, where)
@@ -334,6 +374,8 @@ def lut_linear_float(
     backend: str = "auto",
 ) -> torch.Tensor:
     """A table linear layer's arithmetic on x (M, K); see `lut_conv2d_float`."""
+    if ops.tracing(x):
+        return ops.linear_float(x, act, w_idx, table, zero, scale, acc_bits, backend)
     where = "lut_linear_float"
     _check_table(table, where)
     _linear_shapes(x.shape, w_idx, where)
@@ -352,6 +394,8 @@ def lut_matmul(
     a_idx: torch.Tensor, b_idx: torch.Tensor, table: torch.Tensor, backend: str = "auto"
 ) -> torch.Tensor:
     """Exact int64 batched out[..., m, n] = sum_k table[a[..., m, k], b[..., k, n]]."""
+    if ops.tracing(a_idx):
+        return ops.matmul(a_idx, b_idx, table, backend)
     where = "lut_matmul"
     _check_table(table, where)
     if a_idx.dim() < 2 or b_idx.dim() < 2 or a_idx.shape[-1] != b_idx.shape[-2]:
@@ -395,6 +439,10 @@ _SLAB_ADD = 1.0e-10
 _SLAB_BUILD = 4e8
 _TORCH_LOOKUPS = {"cpu": 2e8, "cuda": 1e11}
 _REFERENCE_LOOKUPS = {"cpu": 5e7, "cuda": 1e10}
+# Triton MAC kernel, table lookups per second on a GPU: an estimate (no GPU was available to
+# measure it), set between the torch gathers and float32 so that `auto` picks it for general
+# tables and still prefers lowrank's float convolutions for rank-1 ones.
+_TRITON_LOOKUPS = 1e12
 
 
 def _kind(device: torch.device) -> str:
@@ -448,6 +496,13 @@ def _native_cost(table: torch.Tensor, p: Problem) -> float:
     return mac + (p.inputs + p.outputs) / native.ELEMENTS
 
 
+def _triton_cost(table: torch.Tensor, p: Problem) -> float | None:
+    """CUDA only: never chosen for CPU tensors (there it is Triton's interpreter)."""
+    if p.device.type != "cuda":
+        return None
+    return p.macs / _TRITON_LOOKUPS + (p.inputs + p.outputs) / _ELEMENTS["cuda"]
+
+
 def _torch_cost(table: torch.Tensor, p: Problem) -> float:
     return p.macs / _TORCH_LOOKUPS[_kind(p.device)] + _composed(p)
 
@@ -475,6 +530,7 @@ register_backend(
         priority=2,
         cost=_numba_cost,
         supports=lambda table, device: device.type == "cpu" and gather_cpu.available(),
+        missing=lambda: None if gather_cpu.available() else gather_cpu.MISSING,
     )  # fmt: skip
 )
 register_backend(
@@ -498,5 +554,19 @@ register_backend(
         zero_points=True,
         conv2d_float=native.conv2d_float,
         linear_float=native.linear_float,
+        missing=lambda: None if native.available() else native.MISSING,
+    )  # fmt: skip
+)
+register_backend(
+    _from_module(
+        "triton",
+        triton_backend,
+        supports=triton_backend.supports,
+        priority=-1,  # never the cost-less fallback: on CPU it would be Triton's interpreter
+        cost=_triton_cost,
+        zero_points=True,
+        conv2d_float=triton_backend.conv2d_float,
+        linear_float=triton_backend.linear_float,
+        missing=lambda: None if triton_backend.available() else triton_backend.MISSING,
     )  # fmt: skip
 )

@@ -38,6 +38,8 @@ MAX_OUT_BLOCK = 64
 # Largest slab footprint (bytes) of the nine taps of a 3x3 kernel for them to be added in one
 # pass (about a quarter of the L2 cache; measured faster for 16 output channels, slower for 64).
 FUSE9_BYTES = 1 << 17
+# Why this backend cannot run where numba is absent (error messages name it).
+MISSING = "it needs the numba package (pip install 'axdnn[fast]', or pip install numba)"
 
 
 @functools.cache
@@ -49,7 +51,7 @@ def available() -> bool:
 def kernels():
     """The numba kernels (compiled on first use, then loaded from numba's on-disk cache)."""
     if not available():
-        raise ConfigError("kernel backend 'numba' needs the numba package; pip install numba")
+        raise ConfigError(f"kernel backend 'numba' is not installed: {MISSING}")
     from axdnn.kernels import _numba_kernels
 
     return _numba_kernels

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from axdnn.errors import ConfigError
-from axdnn.kernels import gather_cpu, native
+from axdnn.kernels import affine, gather_cpu, native
 from axdnn.kernels.affine import code_of, weight_code_sums
 from axdnn.kernels.affine import pad_index as affine_pad_index
 from axdnn.kernels.factor import MAX_RANK, TableFactors, factorize, table_digest
@@ -151,7 +151,8 @@ def _plan_or_raise(table: torch.Tensor, channels: int, area: int) -> Plan:
         raise ConfigError(
             f"kernel backend 'lowrank' cannot run this {tuple(table.shape)} table exactly: it has "
             f"no integer decomposition of rank <= {MAX_RANK} that keeps a reduction of {channels} "
-            f"x {area} products within float32's exact range; use backend 'auto' or 'numba'"
+            f"x {area} products within float32's exact range; use backend 'auto' (it picks an "
+            "installed backend that can)"
         )
     return plan
 
@@ -264,16 +265,75 @@ def fuses(device: torch.device) -> bool:
 
 def conv2d_float(x, act, w_idx, table, geom: ConvGeometry, zero, scale, acc_bits=None):
     """A table convolution layer's float chain (see `dispatch.lut_conv2d_float`), fused on CPU:
-    quantize to indices, one float32 conv per chunk of atoms, and one output pass that applies
-    the decomposition's constants, the zero points, saturation and the scale."""
-    codes = native.quantize(x, act)
+    one input pass (quantize, the first chunk's operand lookup, the row and zero-point sums),
+    one float32 conv per chunk of atoms, and one output pass that applies the decomposition's
+    constants, the zero points, saturation and the scale. Activation tables of more than 256
+    rows (indices wider than the passes' bytes) compose the chain from exact parts instead."""
+    if table.shape[0] > native.MAX_ROWS:
+        return _conv_float_composed(x, act, w_idx, table, geom, zero, scale, acc_bits)
     plan, wg, bias = _conv_setup(w_idx, table, geom)
-    out_hw = geom.output_size(codes.shape[-2:])
+    out_hw = geom.output_size(x.shape[-2:])
     layer = _LayerOut(zero, table.shape, weight_code_sums(w_idx, table.shape[1], zero), scale,
                       acc_bits)  # fmt: skip
     pad = affine_pad_index(zero, table.shape[0])
-    return _conv_fused(codes, wg, plan, geom, pad, bias, out_hw, "conv", native.LowrankPasses(),
-                       layer)  # fmt: skip
+    kern = native.LowrankPasses()
+    pre = _input_pass(kern, x, act, plan, geom=geom, pad=pad, layer=layer, out_hw=out_hw)
+    return _conv_fused(x, wg, plan, geom, pad, bias, out_hw, "conv", kern, layer, pre)
+
+
+def _conv_float_composed(x, act, w_idx, table, geom, zero, scale, acc_bits) -> torch.Tensor:
+    """quantize, the int64 table convolution in torch ops, zero-point terms, saturate, scale."""
+    codes = affine.index_of(affine.quantize(x, act.scale, act.zero, act.qmin, act.qmax), act.bits)
+    pad = affine_pad_index(zero, table.shape[0])
+    acc = conv2d(codes, w_idx, table, geom, pad, fused=False)
+    acc = acc + affine.conv_correction(codes, w_idx, tuple(table.shape), geom, zero)
+    return affine.dequantize(affine.saturate(acc, acc_bits), scale, 1)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a layer's input pass gives: indices (None when no later pass reads them), the first
+    chunk's looked-up operands (None without atoms), the receptive-field sums of the row table
+    and of the centred codes (the zero-point term; None when zw is 0)."""
+
+    codes: np.ndarray | None
+    first: np.ndarray | None
+    rowmap: np.ndarray
+    sxmap: np.ndarray | None
+
+
+def _centred(layer: _LayerOut) -> np.ndarray | None:
+    """code - zx per table row, the values the zero-point term sums (None when zw is 0)."""
+    zero, rows = layer.zero, layer.table_shape[0]
+    if not bool(zero.w.any()):
+        return None
+    return code_of(torch.arange(rows), rows, zero.a_signed).numpy() - zero.x
+
+
+def _input_pass(kern, x, act, plan: Plan, *, geom, pad: int, layer: _LayerOut, out_hw) -> _Prepared:
+    """The native input pass of `conv2d_float` and the receptive-field sums it feeds."""
+    factors = plan.factors
+    first = None
+    if plan.chunks:
+        chunk = plan.chunks[0]
+        lut_u, _ = _luts(factors, chunk.atoms, torch.device("cpu"))
+        first = (lut_u.numpy(), chunk.c0, chunk.c1)
+    zero = layer.zero
+    centred = (layer.table_shape[0], zero.a_signed, zero.x) if bool(zero.w.any()) else None
+    row = factors.row if factors.row.any() else None
+    codes, operands, sums = kern.quantize_lookup(
+        x,
+        act,
+        first,
+        pad=geom.padding,
+        pad_index=pad,
+        groups=geom.groups,
+        sums=(row, centred),
+        codes=len(plan.chunks) > 1,
+    )
+    boxed = [None if s is None else kern.box_sums(s, geom, out_hw) for s in sums]
+    rowmap = boxed[0] if boxed[0] is not None else np.zeros((0, 0, 0, 0), np.int64)
+    return _Prepared(codes, operands, rowmap, boxed[1])
 
 
 def _weights(lut_v: torch.Tensor, wg: torch.Tensor, chunk: Chunk) -> torch.Tensor:
@@ -313,45 +373,58 @@ def _map_sums(kern, xn, values: np.ndarray, geom, pad_index, groups, out_hw) -> 
 
 
 def _conv_fused(
-    x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl, kern, layer: _LayerOut | None = None
+    x_idx, wg, plan: Plan, geom, pad_index, bias, out_hw, impl, kern, layer=None, pre=None
 ) -> torch.Tensor:
     """CPU path: compiled passes look up and pad operands and finish outputs in single passes;
-    with `layer` (native passes), the last chunk writes the layer's float32 outputs."""
+    with `layer` (native passes), the last chunk writes the layer's float32 outputs; with `pre`
+    (`_Prepared`), `x_idx` is the layer's float input and the input pass has run."""
     factors = plan.factors
-    xn = x_idx.contiguous().numpy()
-    n = xn.shape[0]
+    n, _, h, w = x_idx.shape
     g, og = wg.shape[0], wg.shape[1]
     ph, pw = geom.padding
-    hp, wp = xn.shape[2] + 2 * ph, xn.shape[3] + 2 * pw
-    rowmap = np.zeros((0, 0, 0, 0), np.int64)
-    if factors.row.any():
-        rowmap = _map_sums(kern, xn, factors.row, geom, pad_index, g, out_hw)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    if pre is None:
+        xn = x_idx.contiguous().numpy()
+        rowmap = np.zeros((0, 0, 0, 0), np.int64)
+        if factors.row.any():
+            rowmap = _map_sums(kern, xn, factors.row, geom, pad_index, g, out_hw)
+    else:
+        xn, rowmap = pre.codes, pre.rowmap
     out = np.empty((n, g * og, *out_hw), np.int64)
     bias_np = bias.numpy()
     chunks = plan.chunks or [Chunk((), 0, 0, 0)]
     for i, chunk in enumerate(chunks):
         if chunk.atoms:
             lut_u, lut_v = _luts(factors, chunk.atoms, torch.device("cpu"))
-            xf = np.empty((n, g * len(chunk.atoms) * (chunk.c1 - chunk.c0), hp, wp), np.float32)
-            kern.lookup_pad(xn, lut_u.numpy(), ph, pw, pad_index, g, chunk.c0, chunk.c1, xf)
+            if i == 0 and pre is not None:
+                xf = pre.first
+            else:
+                xf = np.empty((n, g * len(chunk.atoms) * (chunk.c1 - chunk.c0), hp, wp), np.float32)
+                kern.lookup_pad(xn, lut_u.numpy(), ph, pw, pad_index, g, chunk.c0, chunk.c1, xf)
             res = _float_conv(torch.from_numpy(xf), _weights(lut_v, wg, chunk), geom, out_hw, impl)
             res = res.contiguous().numpy()
         else:
             res = np.zeros(out.shape, np.float32)
         if layer is not None and i == len(chunks) - 1:
-            return _layer_out(kern, res, chunk.scale, out if i else None, bias_np, rowmap, xn,
-                              plan, geom, pad_index, og, out_hw, layer)  # fmt: skip
+            sxmap = (
+                pre.sxmap
+                if pre is not None
+                else _sx_map(kern, xn, geom, pad=pad_index, out_hw=out_hw, layer=layer)
+            )
+            return _layer_out(kern, res, chunk.scale, out if i else None, bias_np, rowmap, sxmap,
+                              plan, og, layer)  # fmt: skip
         kern.finish(res, chunk.scale, bias_np, rowmap, og, out, i == 0)
     return torch.from_numpy(out)
 
 
-def _layer_out(kern, res, scale, earlier, bias, rowmap, xn, plan, geom, pad, og, out_hw, layer):
+def _sx_map(kern, xn, geom, *, pad, out_hw, layer: _LayerOut) -> np.ndarray | None:
+    """Receptive-field sums of the centred codes (the zero-point term), or None (zw is 0)."""
+    centred = _centred(layer)
+    return None if centred is None else _map_sums(kern, xn, centred, geom, pad, geom.groups, out_hw)
+
+
+def _layer_out(kern, res, scale, earlier, bias, rowmap, sxmap, plan, og, layer):
     zero = layer.zero
-    rows, cols = layer.table_shape
-    sxmap = None
-    if bool(zero.w.any()):
-        centred = code_of(torch.arange(rows), rows, zero.a_signed).numpy() - zero.x
-        sxmap = _map_sums(kern, xn, centred, geom, pad, geom.groups, out_hw)
     return kern.layer_out(
         res, scale, earlier, bias, rowmap, plan.factors.denominator, zero.w, sxmap,
         zero.x * layer.w_sums, layer.scale, layer.acc_bits, og,

@@ -898,6 +898,28 @@ typedef struct {
     int64_t lo, hi;
 } lowrank_args;
 
+static void lookup_row(float *restrict dst, const uint8_t *restrict idx,
+                       const float *restrict lut, int w) {
+    for (int x = 0; x < w; x++) dst[x] = lut[idx[x]];
+}
+
+/* dst (Hp x Wp) = lut[idx (H x W)] with a border of ph rows and pw columns of lut[pad] */
+static void lookup_padded(float *dst, const uint8_t *idx, const float *lut, int pad, int H, int W,
+                          int ph, int pw) {
+    const int Hp = H + 2 * ph, Wp = W + 2 * pw;
+    const float pv = lut[pad];
+    for (int y = 0; y < Hp; y++) {
+        float *drow = dst + (int64_t)y * Wp;
+        const int iy = y - ph;
+        if (iy < 0 || iy >= H) {
+            for (int x = 0; x < Wp; x++) drow[x] = pv;
+            continue;
+        }
+        for (int x = 0; x < pw; x++) drow[x] = drow[Wp - 1 - x] = pv;
+        lookup_row(drow + pw, idx + (int64_t)iy * W, lut, W);
+    }
+}
+
 /* out[n, (g*na + r)*cc + c, y, x] = luts[r, xpad[n, g*cg + c0 + c, y, x]], border pad_index */
 static void lut_pad_task(void *ctx, int64_t task, int worker) {
     (void)worker;
@@ -907,20 +929,10 @@ static void lut_pad_task(void *ctx, int64_t task, int worker) {
     const int g = (int)((task / cc) % a->G), c = (int)(task % cc);
     const uint8_t *src = a->x + ((n * a->C + g * cg + a->c0 + c) * (int64_t)a->H) * a->W;
     for (int r = 0; r < a->na; r++) {
-        const float *lut = a->luts + (int64_t)r * a->lut_len, pv = lut[a->pad_index];
         float *dst = (float *)a->out +
                      ((n * a->G * a->na + (int64_t)g * a->na + r) * cc + c) * (int64_t)Hp * Wp;
-        for (int y = 0; y < Hp; y++) {
-            float *drow = dst + (int64_t)y * Wp;
-            const int iy = y - a->ph;
-            if (iy < 0 || iy >= a->H) {
-                for (int x = 0; x < Wp; x++) drow[x] = pv;
-                continue;
-            }
-            for (int x = 0; x < a->pw; x++) drow[x] = drow[Wp - 1 - x] = pv;
-            const uint8_t *srow = src + (int64_t)iy * a->W;
-            for (int x = 0; x < a->W; x++) drow[x + a->pw] = lut[srow[x]];
-        }
+        lookup_padded(dst, src, a->luts + (int64_t)r * a->lut_len, a->pad_index, a->H, a->W,
+                      a->ph, a->pw);
     }
 }
 
@@ -1014,4 +1026,115 @@ void axn_row_sums(lowrank_args *a, int nthreads) {
 
 void axn_finish_chunk(lowrank_args *a, int nthreads) {
     parallel_many(finish_chunk_task, a, a->N * a->O, nthreads);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the low-rank layer's input pass: quantize float input, look up the first chunk's operands
+ * (padded with the pad index's values) and sum value tables over each group's channels per
+ * padded pixel, in one pass over the input instead of quantize, lookup and sum passes. */
+
+typedef struct {
+    const float *xf;       /* float input (N, C, H, W) */
+    int64_t N;
+    int C, H, W, ph, pw, G;
+    float scale, zero, qmin, qmax; /* code = clamp(rint(x / scale) + zero, qmin, qmax) */
+    int32_t mask;                  /* index = code & mask */
+    int pad_index;
+    const float *luts;     /* (na, lut_len) operand lookups of channels [c0, c1), or NULL */
+    int na, lut_len, c0, c1;
+    float *out;            /* (N, G * na * (c1 - c0), Hp, Wp), like axn_lut_pad */
+    uint8_t *codes;        /* out: (N, C, H, W) indices, or NULL */
+    const int64_t *v0;     /* a value table indexed by table row, or NULL */
+    int64_t *s0;           /* out: (N, G, Hp, Wp) sums of v0[index] (border: cg * v0[pad]) */
+    int64_t *s1;           /* out: the same for code(index) - zx (computed, not looked up) */
+    int rows, a_signed;    /* index -> code: index, or index - rows when signed and >= rows/2 */
+    int64_t zx;
+} lowrank_in_args;
+
+static void add_values(int64_t *restrict dst, const uint8_t *restrict idx,
+                       const int64_t *restrict v, int64_t pv, int w) {
+    for (int x = 0; x < w; x++) dst[x] += v[idx[x]] - pv;
+}
+
+/* dst += code(idx) - zx - pad_code, without a lookup */
+static void add_codes(int64_t *restrict dst, const uint8_t *restrict idx, int32_t half,
+                      int32_t wrap, int64_t offset, int w) {
+    for (int x = 0; x < w; x++) {
+        const int32_t v = idx[x];
+        dst[x] += (int64_t)(v >= half ? v - wrap : v) - offset;
+    }
+}
+
+static void lowrank_in_task(void *ctx, int64_t task, int worker) {
+    (void)worker;
+    const lowrank_in_args *a = (const lowrank_in_args *)ctx;
+    const int cg = a->C / a->G, cc = a->c1 - a->c0, H = a->H, W = a->W, ph = a->ph, pw = a->pw;
+    const int Hp = H + 2 * ph, Wp = W + 2 * pw;
+    const int64_t n = task / a->G, hw = (int64_t)H * W, plane = (int64_t)Hp * Wp;
+    const int g = (int)(task % a->G);
+    uint8_t *tmp = a->codes ? NULL : malloc((size_t)hw);
+    if (!a->codes && !tmp) return;
+    int64_t *s0 = a->s0 ? a->s0 + task * plane : NULL, *s1 = a->s1 ? a->s1 + task * plane : NULL;
+    const int32_t half = a->a_signed ? a->rows / 2 : a->rows, wrap = a->a_signed ? a->rows : 0;
+    const int64_t pad_code = (a->pad_index >= half ? a->pad_index - wrap : a->pad_index) - a->zx;
+    if (s0)
+        for (int64_t i = 0; i < plane; i++) s0[i] = a->v0[a->pad_index] * cg;
+    if (s1)
+        for (int64_t i = 0; i < plane; i++) s1[i] = pad_code * cg;
+    for (int c = 0; c < cg; c++) {
+        const int64_t ch = n * a->C + (int64_t)g * cg + c;
+        uint8_t *idx = a->codes ? a->codes + ch * hw : tmp;
+        quantize_plane(a->xf + ch * hw, idx, hw, a->scale, a->zero, a->qmin, a->qmax, a->mask);
+        if (a->luts && c >= a->c0 && c < a->c1)
+            for (int r = 0; r < a->na; r++) {
+                float *dst = a->out + ((n * a->G * a->na + (int64_t)g * a->na + r) * cc +
+                                       (c - a->c0)) * plane;
+                lookup_padded(dst, idx, a->luts + (int64_t)r * a->lut_len, a->pad_index, H, W,
+                              ph, pw);
+            }
+        for (int y = 0; y < H; y++) {
+            const uint8_t *srow = idx + (int64_t)y * W;
+            const int64_t off = (int64_t)(y + ph) * Wp + pw;
+            if (s0) add_values(s0 + off, srow, a->v0, a->v0[a->pad_index], W);
+            if (s1) add_codes(s1 + off, srow, half, wrap, a->zx + pad_code, W);
+        }
+    }
+    free(tmp);
+}
+
+void axn_lowrank_in(lowrank_in_args *a, int nthreads) {
+    parallel_many(lowrank_in_task, a, a->N * a->G, nthreads);
+}
+
+/* out[t, oy, ox] = sum over the kernel window (stride, dilation) of padded plane t (int64) */
+typedef struct {
+    const int64_t *planes; /* (T, Hp, Wp) */
+    int64_t T;
+    int Hp, Wp, kh, kw, sh, sw, dh, dw, Ho, Wo;
+    int64_t *out;          /* (T, Ho, Wo) */
+} box_args;
+
+static void box_task(void *ctx, int64_t t, int worker) {
+    (void)worker;
+    const box_args *a = (const box_args *)ctx;
+    const int64_t *src = a->planes + t * (int64_t)a->Hp * a->Wp;
+    int64_t *dst = a->out + t * (int64_t)a->Ho * a->Wo;
+    for (int oy = 0; oy < a->Ho; oy++) {
+        int64_t *drow = dst + (int64_t)oy * a->Wo;
+        for (int ox = 0; ox < a->Wo; ox++) drow[ox] = 0;
+        for (int i = 0; i < a->kh; i++) {
+            const int64_t *srow = src + (int64_t)(oy * a->sh + i * a->dh) * a->Wp;
+            for (int j = 0; j < a->kw; j++) {
+                const int64_t *s = srow + j * a->dw;
+                if (a->sw == 1)
+                    for (int ox = 0; ox < a->Wo; ox++) drow[ox] += s[ox];
+                else
+                    for (int ox = 0; ox < a->Wo; ox++) drow[ox] += s[(int64_t)ox * a->sw];
+            }
+        }
+    }
+}
+
+void axn_box_sums(box_args *a, int nthreads) {
+    parallel_many(box_task, a, a->T, nthreads);
 }

@@ -44,6 +44,10 @@ MAX_ROWS = 256
 # Output channels per slab row, in vector lanes; 64-channel layers run as two 32-lane blocks
 # (measured faster than one 64-lane block: a tap's slab then fits the L1 cache).
 MAX_VECTORS = 2
+# Why this backend cannot run where the library cannot be built (error messages name it).
+MISSING = (
+    "its C source could not be compiled: no working C compiler (install gcc or clang, or set CC)"
+)
 
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
@@ -85,6 +89,24 @@ class _Mac(ctypes.Structure):
         ("out_float", _INT), ("out", _P), ("o_img", _I64), ("o_ch", _I64), ("o_pix", _I64),
         ("scale", _P), ("saturate", _INT), ("lo", _I64), ("hi", _I64), ("OB", _INT),
         ("P", _INT), ("kernel", _INT), ("acc32", _INT), ("img_parts", _I64),
+    ]  # fmt: skip
+
+
+class _LowrankIn(ctypes.Structure):
+    _fields_ = [
+        ("xf", _P), ("N", _I64), ("C", _INT), ("H", _INT), ("W", _INT), ("ph", _INT),
+        ("pw", _INT), ("G", _INT), ("scale", _F32), ("zero", _F32), ("qmin", _F32),
+        ("qmax", _F32), ("mask", _I32), ("pad_index", _INT), ("luts", _P), ("na", _INT),
+        ("lut_len", _INT), ("c0", _INT), ("c1", _INT), ("out", _P), ("codes", _P), ("v0", _P),
+        ("s0", _P), ("s1", _P), ("rows", _INT), ("a_signed", _INT), ("zx", _I64),
+    ]  # fmt: skip
+
+
+class _Box(ctypes.Structure):
+    _fields_ = [
+        ("planes", _P), ("T", _I64), ("Hp", _INT), ("Wp", _INT), ("kh", _INT), ("kw", _INT),
+        ("sh", _INT), ("sw", _INT), ("dh", _INT), ("dw", _INT), ("Ho", _INT), ("Wo", _INT),
+        ("out", _P),
     ]  # fmt: skip
 
 
@@ -158,6 +180,8 @@ def _library() -> ctypes.CDLL | None:
     lib.axn_has_column_kernel.restype = _INT
     for name in ("axn_lut_pad", "axn_row_sums", "axn_finish_chunk", "axn_lowrank_out"):
         getattr(lib, name).argtypes = [ctypes.POINTER(_Lowrank), _INT]
+    lib.axn_lowrank_in.argtypes = [ctypes.POINTER(_LowrankIn), _INT]
+    lib.axn_box_sums.argtypes = [ctypes.POINTER(_Box), _INT]
     return lib
 
 
@@ -187,8 +211,7 @@ def _lib() -> ctypes.CDLL:
     lib = _library()
     if lib is None:
         raise ConfigError(
-            "kernel backend 'native' is unavailable: its C source could not be compiled "
-            "(install gcc or clang, or set CC); use backend 'auto'"
+            f"kernel backend 'native' is not installed: {MISSING}; use backend 'auto'"
         )
     return lib
 
@@ -233,6 +256,10 @@ def _prepared(table: torch.Tensor) -> _Table:
 
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
+
+
+def _np_ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
 
 
 def _threads() -> int:
@@ -544,6 +571,54 @@ class LowrankPasses:
             out=out.ctypes.data,
         )  # fmt: skip
         _lib().axn_lut_pad(ctypes.byref(args), _threads())
+
+    def quantize_lookup(self, x, act: ActQuant, first, *, pad, pad_index, groups, sums, codes):
+        """One pass over float input x (N, C, H, W): quantize with `act`, look up the operands
+        of channels [c0, c1) (`first`: (luts, c0, c1) or None) padded by `pad` (ph, pw) with
+        row `pad_index`, and sum over each group's channels per padded pixel `sums` = (row:
+        an int64 table by index, or None; centred: (rows, a_signed, zx) for code - zx, or
+        None). Returns (indices, or None when not `codes`; float operands or None; the two
+        sums: int64 (N, G, Hp, Wp) arrays or None)."""
+        xf = x.detach().to("cpu", torch.float32).contiguous()
+        n, c, h, w = xf.shape
+        (ph, pw), hp, wp = pad, h + 2 * pad[0], w + 2 * pad[1]
+        row, centred = sums
+        v0 = None if row is None else np.ascontiguousarray(row, dtype=np.int64)
+        s0, s1 = (
+            None if v is None else np.empty((n, groups, hp, wp), np.int64) for v in (row, centred)
+        )
+        idx = np.empty((n, c, h, w), np.uint8) if codes else None
+        out = luts = None
+        c0 = c1 = na = lut_len = 0
+        if first is not None:
+            luts = np.ascontiguousarray(first[0], dtype=np.float32)
+            c0, c1 = first[1], first[2]
+            na, lut_len = luts.shape
+            out = np.empty((n, groups * na * (c1 - c0), hp, wp), np.float32)
+        rows, a_signed, zx = centred if centred is not None else (1 << act.bits, False, 0)
+        args = _LowrankIn(
+            xf=xf.data_ptr(), N=n, C=c, H=h, W=w, ph=ph, pw=pw, G=groups,
+            scale=float(act.scale), zero=float(act.zero), qmin=float(act.qmin),
+            qmax=float(act.qmax), mask=(1 << act.bits) - 1, pad_index=pad_index,
+            luts=_np_ptr(luts), na=na, lut_len=lut_len, c0=c0, c1=c1, out=_np_ptr(out),
+            codes=_np_ptr(idx), v0=_np_ptr(v0), s0=_np_ptr(s0), s1=_np_ptr(s1), rows=rows,
+            a_signed=int(a_signed), zx=int(zx),
+        )  # fmt: skip
+        _lib().axn_lowrank_in(ctypes.byref(args), _threads())
+        return idx, out, (s0, s1)
+
+    def box_sums(self, planes: np.ndarray, geom: ConvGeometry, out_hw) -> np.ndarray:
+        """Sums of padded int64 planes (..., Hp, Wp) over each output's kernel window."""
+        planes = np.ascontiguousarray(planes, dtype=np.int64)
+        *lead, hp, wp = planes.shape
+        out = np.empty((*lead, *out_hw), np.int64)
+        (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
+        args = _Box(
+            planes=planes.ctypes.data, T=int(np.prod(lead)), Hp=hp, Wp=wp, kh=kh, kw=kw, sh=sh,
+            sw=sw, dh=dh, dw=dw, Ho=out_hw[0], Wo=out_hw[1], out=out.ctypes.data,
+        )  # fmt: skip
+        _lib().axn_box_sums(ctypes.byref(args), _threads())
+        return out
 
     def row_sums(self, x, row, ph, pw, pad_index, groups, out) -> None:
         xs = self._x(x)

@@ -34,6 +34,7 @@ from axdnn.kernels import (
 from axdnn.kernels.affine import code_of, dequantize, saturate
 from axdnn.nn.gradients import TableGradient
 from axdnn.nn.quant import QuantScheme, code_index, code_range, quantize_codes
+from axdnn.runtime import tracing
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,11 @@ class TableMac(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, op, tab: TableOperands, xs, xz, wc: WeightCodes, track: bool = True):
         a, b = tab.a_scheme, tab.b_scheme
-        zero = ZeroPoints(int(xz), wc.zero.reshape(-1).long(), a.signed, b.signed, wc.sums)
+        zx = xz if tracing() and not track else int(xz)  # traced: a 0-dim tensor the kernel reads
+        zero = ZeroPoints(zx, wc.zero.reshape(-1).long(), a.signed, b.signed, wc.sums)
         scale = xs * wc.scale
         if not track:  # inference: the backend may fuse quantization, MAC and dequantization
-            act = ActQuant(xs, int(xz), *code_range(a), a.bits)
+            act = ActQuant(xs, zx, *code_range(a), a.bits)
             return op.lut_float(x, act, wc.index, tab, zero, scale)
         qx = quantize_codes(x, xs, xz, a)
         acc = op.lut(_narrow(code_index(qx, a.bits), a.bits), wc.index, tab, zero)

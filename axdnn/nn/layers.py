@@ -22,6 +22,7 @@ from axdnn.nn.gradients import table_gradient
 from axdnn.nn.observers import Observer
 from axdnn.nn.plan import MultiplierSpec
 from axdnn.nn.quant import QuantScheme
+from axdnn.runtime import tracing
 
 
 class TableLayer(ApproxLayer):
@@ -86,18 +87,23 @@ class TableLayer(ApproxLayer):
         """The quantized weights (scale, zero point, table indices, code sums), cached until
         the weights change (fine-tuning recomputes them once per step, inference never)."""
         weight = self.mac_weight()
+        if tracing():  # traced: the codes become part of the graph (no cache key to read)
+            return self._weight_codes_of(weight)
         key = (weight._version, weight.data_ptr(), tuple(weight.shape))
         if self._weight_cache is None or self._weight_cache[0] != key:
-            observer = Observer(self.b_scheme, axis=0)
-            observer.observe(weight)
-            scale, zero = observer.qparams()
-            if not self.b_scheme.per_channel:
-                scale = scale.expand(weight.shape[0])
-                zero = zero.expand(weight.shape[0])
-            device = weight.device
-            scale, zero = scale.to(device).contiguous(), zero.to(device).contiguous()
-            self._weight_cache = (key, weight_codes(weight, scale, zero, self.b_scheme))
+            self._weight_cache = (key, self._weight_codes_of(weight))
         return self._weight_cache[1]
+
+    def _weight_codes_of(self, weight: torch.Tensor) -> WeightCodes:
+        observer = Observer(self.b_scheme, axis=0)
+        observer.observe(weight)
+        scale, zero = observer.qparams()
+        if not self.b_scheme.per_channel:
+            scale = scale.expand(weight.shape[0])
+            zero = zero.expand(weight.shape[0])
+        device = weight.device
+        scale, zero = scale.to(device).contiguous(), zero.to(device).contiguous()
+        return weight_codes(weight, scale, zero, self.b_scheme)
 
     def weight_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Scale and zero point of the current weights (per output channel)."""
@@ -120,7 +126,7 @@ class TableLayer(ApproxLayer):
             self._observer.observe(x)
             self._record_hist(x)
             return op.float_op(x, self.mac_weight())
-        if not bool(self.calibrated):
+        if not tracing() and not bool(self.calibrated):
             raise ConfigError(
                 f"approximate layer {self.layer_name!r} is not calibrated; build it with "
                 "axdnn.nn.approximate(model, plan, calibration_data)"
