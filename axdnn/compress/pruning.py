@@ -212,7 +212,9 @@ def prune_structured(
 ) -> tuple[nn.Module, PruneRecord]:
     """Remove `ratio` of the channels of every prunable group (or `ratios` per layer name) and
     return a slimmed copy with its record; the original is untouched. With `steps > 1` the
-    ratio is reached in equal steps, calling `finetune(model, step)` after each one."""
+    ratio is reached in equal steps, calling `finetune(model, step)` after each one. A model's
+    `pruning_ignored` (layer names) adds to `ignored`: layers whose outputs a reshape couples in
+    ways the dependency graph cannot follow (attention heads, the residual width)."""
     ratio = _check_ratio(ratio)
     if criterion not in CRITERIA:
         raise CompressionError(f"unknown pruning criterion {criterion!r}; expected {CRITERIA}")
@@ -227,6 +229,7 @@ def prune_structured(
     widths = _widths(work)
     example = torch.zeros(1, *shape)
     modules = dict(work.named_modules())
+    ignored = (*ignored, *getattr(work, "pruning_ignored", ()))
     keep = output_layers(work, example) + [modules[n] for n in ignored if n in modules]
     names = {id(m): n for n, m in work.named_modules()}
     pruner = _pruner(work, example, ratio, criterion, scores, global_pruning, ratios, keep, steps,

@@ -78,6 +78,15 @@ class TinyViT(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
+        # structured pruning keeps the residual width and the heads (see prune_structured)
+        self.pruning_ignored = (
+            "embed",
+            *(
+                f"blocks.{i}.{layer}"
+                for i in range(depth)
+                for layer in ("attn.qkv", "attn.proj", "mlp.2")
+            ),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.pool(self.embed(x)).flatten(2).transpose(1, 2) + self.position

@@ -70,6 +70,7 @@ class LayerRecord:
     reason: str = ""
     weight_format: str | None = None
     act_format: str | None = None
+    compression: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -169,11 +170,15 @@ def approximate(
         part = spec.compute
         if part is None:
             reason = f"plan pattern {pattern!r} keeps it float (multiplier: null, no formats)"
-            report.layers.append(LayerRecord(name, kind, "exact", pattern=pattern, reason=reason))
-            continue
-        target = _converter(name, module, pattern, part, layer_map)
-        _replace(new, name, target.from_float(module, part, name=name))
-        report.layers.append(_record(name, module, pattern, spec))
+            record = LayerRecord(name, kind, "exact", pattern=pattern, reason=reason)
+        else:
+            target = _converter(name, module, pattern, part, layer_map)
+            module = target.from_float(module, part, name=name)
+            _replace(new, name, module)
+            record = _record(name, layers[name], pattern, spec)
+        for transform in spec.transforms:
+            record.compression.update(transform.transform(module, name))
+        report.layers.append(record)
     _plan_functional(new, (sites or {}).values(), chosen, report)
     if calibration_data is not None:
         calibrate(new, calibration_data, batches, seed)

@@ -59,6 +59,12 @@ class SpecPart(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     slot: ClassVar[str]
     trigger: ClassVar[tuple[str, ...]]
+    order: ClassVar[int] = 0  # weight transforms run in this order (pruning before sharing)
+
+    def transform(self, module: Any, name: str) -> dict[str, Any]:
+        """Change a layer's weights in place after its compute part converted it (pruning,
+        sharing); returns what it did, for the report. Compute parts do nothing here."""
+        return {}
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -134,8 +140,20 @@ def register_spec_part(cls: type[SpecPart]) -> type[SpecPart]:
     return cls
 
 
+EXTENSIONS = ("axdnn.compress.plan_parts",)
+"""Modules of other rooms that register spec parts; imported when the first plan entry is read."""
+
+
+def _load_extensions() -> None:
+    import importlib
+
+    for module in EXTENSIONS:
+        importlib.import_module(module)
+
+
 def _fold(raw: dict[str, Any]) -> list[SpecPart]:
     """The typed parts of one flat plan entry; unknown or orphaned keys are errors."""
+    _load_extensions()
     known = {k for part in SPEC_PARTS for k in part.keys()}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -214,6 +232,11 @@ class LayerSpec(BaseModel):
     def part(self, slot: str) -> SpecPart | None:
         """The part in `slot` ('compute', or a slot another room registered), if any."""
         return next((p for p in self.parts if p.slot == slot), None)
+
+    @property
+    def transforms(self) -> list[SpecPart]:
+        """The parts that change weights (every slot but 'compute'), in their order."""
+        return sorted((p for p in self.parts if p.slot != "compute"), key=lambda p: p.order)
 
     @property
     def compute(self) -> SpecPart | None:
