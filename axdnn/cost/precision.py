@@ -33,7 +33,7 @@ from collections.abc import Callable
 from torch import nn
 
 from axdnn.cost.energy import HOROWITZ_45NM, EnergyTable, LayerPrecision
-from axdnn.cost.profile import HardwareProfile, ProfiledLayer
+from axdnn.cost.profile import HardwareProfile, ProfiledLayer, ProfiledSites
 from axdnn.errors import ConfigError
 
 FP16_MAN_BITS = 10
@@ -113,11 +113,15 @@ def precision_from_profile(
 
 def layer_profiles(model: nn.Module) -> dict[str, HardwareProfile]:
     """Hardware profiles of every module that describes itself, by qualified name."""
-    return {
+    profiles = {
         name: module.hardware_profile()
         for name, module in model.named_modules()
         if name and isinstance(module, ProfiledLayer)
     }
+    for module in model.modules():  # functional ops a plan put on a multiplier
+        if isinstance(module, ProfiledSites):
+            profiles.update(module.site_profiles())
+    return profiles
 
 
 def precision_from_model(

@@ -75,4 +75,11 @@ class ProfiledLayer(Protocol):
     def hardware_profile(self) -> HardwareProfile: ...
 
 
-__all__ = ["ARITHS", "Arith", "HardwareProfile", "ProfiledLayer"]
+@runtime_checkable
+class ProfiledSites(Protocol):
+    """A module that prices functional-op sites (by site name) that it computes."""
+
+    def site_profiles(self) -> dict[str, HardwareProfile]: ...
+
+
+__all__ = ["ARITHS", "Arith", "HardwareProfile", "ProfiledLayer", "ProfiledSites"]

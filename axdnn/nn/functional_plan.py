@@ -23,6 +23,7 @@ from torch import nn
 
 from axdnn.arith import get_multiplier
 from axdnn.cost.functional import lookup
+from axdnn.cost.profile import HardwareProfile
 from axdnn.errors import ConfigError
 from axdnn.nn.matmul import approx_matmul
 from axdnn.nn.plan import LayerSpec, MultiplierSpec
@@ -173,6 +174,10 @@ class FunctionalApproximation(nn.Module, SiteHandler):
 
         return product
 
+    def site_profiles(self) -> dict[str, HardwareProfile]:
+        """How the cost model prices each planned site: its multiplier's integer operands."""
+        return {name: _profile(self._multipliers[name]) for name in self.specs}
+
     def calibrated(self, site: str) -> bool:
         """Whether calibration saw `site` (else its ranges come from each call)."""
         return _buffer_name(site, 0) in self._buffers
@@ -183,6 +188,19 @@ class FunctionalApproximation(nn.Module, SiteHandler):
             if key.startswith(prefix) and "." not in name and name not in self._buffers:
                 self.register_buffer(name, torch.empty_like(value))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _profile(m) -> HardwareProfile:
+    from axdnn.nn.layers import relative_mul_energy
+
+    return HardwareProfile(
+        kind="multiplier",
+        weight_bits=m.b_bits,
+        act_bits=m.a_bits,
+        arith="int",
+        multiplier=m.name,
+        mul_energy_scale=relative_mul_energy(m),
+    )
 
 
 def is_explicit(pattern: str) -> bool:

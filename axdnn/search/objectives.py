@@ -84,7 +84,8 @@ class Evaluator:
         if len(self.labels) == 0:
             raise SearchError("the validation split is empty; exploration needs validation data")
         self.subset = min(subset or len(self.labels), len(self.labels))
-        self.ops = count_ops(model, tuple(input_shape))
+        self.input_shape = tuple(input_shape)
+        self.ops = count_ops(model, self.input_shape)
         self.float_accuracy = self._accuracy(model, full=False)
         self.float_accuracy_full = self._accuracy(model, full=True)
 
@@ -94,7 +95,7 @@ class Evaluator:
 
     def cost(self, plan: Plan) -> Cost:
         """Energy (pJ), effective MACs and weight bits per sample under the plan."""
-        hardware = approximate(self.model, plan, None)
+        hardware = approximate(self.model, plan, None, input_shape=self.input_shape)
         report = estimate_energy(self.ops, precision_from_model(hardware), memory=self.memory)
         return Cost(
             energy_pj=report.total_pj,

@@ -191,3 +191,17 @@ def test_approximating_twice_is_an_error(net_and_data):
     approx = approximate(net, Plan.uniform("drum:4"), calib)
     with pytest.raises(ConfigError, match="already approximate"):
         approximate(approx, Plan.uniform("drum:4"), calib)
+
+
+def test_the_cost_model_prices_planned_sites_on_their_multiplier(net_and_data):
+    from axdnn.cost import estimate_energy, precision_from_model
+
+    net, calib, _ = net_and_data
+    ops = count_ops(net, (1, 6, 6))
+    approx = approximate(net, Plan.uniform("drum:4"), calib)
+    precision = precision_from_model(approx)
+    assert precision("attn.matmul#1").arith == precision("stem").arith == "int"
+    floated = estimate_energy(ops, precision_from_model(net))
+    cheaper = estimate_energy(ops, precision)
+    site = {r.name: r for r in cheaper.layers}["attn.matmul#1"]
+    assert site.total_pj < {r.name: r for r in floated.layers}["attn.matmul#1"].total_pj
