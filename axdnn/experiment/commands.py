@@ -21,6 +21,7 @@ from axdnn.models import build_model
 from axdnn.models.checkpoint import Checkpoint, save_checkpoint
 from axdnn.runtime import resolve_device, seed_everything
 from axdnn.train import TrainConfig, evaluate, fit
+from axdnn.train.approximate import ApproxTraining, train_approximately
 
 
 def run_train(
@@ -31,8 +32,10 @@ def run_train(
     *,
     device: str = "auto",
     progress: bool = True,
+    approx: ApproxTraining | None = None,
 ) -> dict:
-    """Train a model from scratch and write a checkpoint with its test metrics."""
+    """Train a model from scratch and write a checkpoint with its test metrics; `approx` trains
+    it in reduced precision and/or data-parallel with gradient compression."""
     if config.epochs < 1:
         raise ConfigError(
             f"training for {config.epochs} epochs would save an untrained model; give --epochs >= 1"
@@ -45,7 +48,15 @@ def run_train(
     model = build_model(model_name, **kwargs)
     try_forward(model, bundle.input_shape, f"model {model_name!r}")
     start = time.perf_counter()
-    history = fit(model, bundle.train, bundle.val, bundle.num_classes, config, dev, progress)
+    extra: dict = {}
+    if approx is None:
+        history = fit(model, bundle.train, bundle.val, bundle.num_classes, config, dev, progress)
+        history_record = history.to_dict()
+    else:
+        history_record, extra = train_approximately(
+            model, bundle, config, approx, model_name=model_name, data=data, device=dev,
+            progress=progress,
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     result = evaluate(model, bundle.test, bundle.num_classes, device=dev)
     metrics = {"test_top1": result.top1, "test_top5": result.top5, "test_loss": result.loss}
@@ -56,7 +67,10 @@ def run_train(
         data_spec=data,
         input_shape=bundle.input_shape,
         metrics=metrics,
-        extra={"train_config": vars(config)},
+        extra={
+            "train_config": vars(config),
+            **({"approx_training": approx.to_dict()} if approx else {}),
+        },
     )
     save_checkpoint(out, checkpoint)
     return {
@@ -65,19 +79,34 @@ def run_train(
         "data": bundle.summary(),
         "config": vars(config),
         "train_seconds": seconds,
-        "history": history.to_dict(),
+        "history": history_record,
         "test": result.to_dict(),
+        **extra,
     }
 
 
 def render_train(record: dict) -> str:
     t = record["test"]
-    return (
+    lines = [
         f"trained {record['model']} on {record['data']['spec']} in {record['train_seconds']:.1f} s "
-        f"(best val epoch {record['history']['best_epoch']})\n"
-        f"test top-1 {t['top1']:.2%}  top-5 {t['top5']:.2%}  loss {t['loss']:.4f}\n"
-        f"checkpoint: {record['checkpoint']}"
-    )
+        f"(best val epoch {record['history']['best_epoch']})",
+        f"test top-1 {t['top1']:.2%}  top-5 {t['top5']:.2%}  loss {t['loss']:.4f}",
+    ]
+    if "memory_energy" in record:
+        m = record["memory_energy"]
+        lines.append(
+            f"memory energy ({m['memory']}): {m['saved_vs_fp32']:.1%} saved vs fp32, "
+            f"{m['saved_vs_fp16']:.1%} vs fp16"
+        )
+    if "parallel" in record:
+        p, c = record["parallel"], record["parallel"]["communication"]
+        lines.append(
+            f"{p['workers']} workers: sent {c['wire_bytes'] / 1e6:.3f} MB per rank "
+            f"({c['compression_ratio']:.1f}x less than fp32 all-reduce), "
+            f"ranks identical: {p['ranks_identical']}"
+        )
+    lines.append(f"checkpoint: {record['checkpoint']}")
+    return "\n".join(lines)
 
 
 def run_cost(

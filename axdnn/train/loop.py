@@ -6,6 +6,7 @@ Fine-tuning with approximation in the loop reuses it through `loss_fn` (e.g. dis
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from axdnn.data import make_loader
 from axdnn.errors import ConfigError
 from axdnn.train.evaluate import evaluate
+from axdnn.train.precision import PrecisionSession
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Regularizer = Callable[[nn.Module], torch.Tensor]
@@ -95,18 +97,37 @@ def loss_for(model: nn.Module) -> LossFn:
     return own if callable(own) else cross_entropy
 
 
-def _train_one_epoch(model, loader, optimizer, loss_fn, regularizer, device, progress, desc):
+StepCallback = Callable[[int, float], None]
+
+
+@dataclass
+class StepOptions:
+    """What one epoch's steps do beyond forward/backward/update (all optional)."""
+
+    regularizer: Regularizer | None = None
+    session: PrecisionSession | None = None
+    on_step: StepCallback | None = None
+    desc: str = ""
+
+
+def _train_one_epoch(model, loader, optimizer, loss_fn, options: StepOptions, device, progress):
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    session = options.session
+    for x, y in tqdm(loader, desc=options.desc, disable=not progress, leave=False):
         x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss = loss_fn(logits, y, x)
-        if regularizer is not None:
-            loss = loss + regularizer(model)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with session.step() if session is not None else contextlib.nullcontext():
+            logits = model(x)
+            loss = loss_fn(logits, y, x)
+            if options.regularizer is not None:
+                loss = loss + options.regularizer(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         optimizer.step()
+        if session is not None:
+            session.after_update()
+        if options.on_step is not None:
+            options.on_step(len(y), loss.item())
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -124,9 +145,14 @@ def fit(
     loss_fn: LossFn | None = None,
     regularizer: Regularizer | None = None,
     restore_best: bool = True,
+    *,
+    session: PrecisionSession | None = None,
+    on_step: StepCallback | None = None,
 ) -> TrainHistory:
     """Train `model` in place and, by default, leave it at the epoch with the best validation
-    top-1. The loss defaults to the model's own (`loss_for`)."""
+    top-1. The loss defaults to the model's own (`loss_for`). `session` (a `PrecisionSession`
+    attached to `model`) holds weights, saved activations and gradients in reduced precision;
+    `on_step(batch_size, loss)` is called after every update."""
     loss_fn = loss_for(model) if loss_fn is None else loss_fn
     torch.manual_seed(config.seed)
     model.to(device)
@@ -143,8 +169,9 @@ def fit(
     for epoch in range(config.epochs):
         lr = optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch + 1}/{config.epochs}"
+        options = StepOptions(regularizer, session, on_step, desc)
         train_loss, train_top1 = _train_one_epoch(
-            model, loader, optimizer, loss_fn, regularizer, device, progress, desc
+            model, loader, optimizer, loss_fn, options, device, progress
         )
         if scheduler is not None:
             scheduler.step()

@@ -1,7 +1,10 @@
 """Report section of `train` steps: test accuracy, training curves, per-class accuracy and the
 confusion matrix. Record keys: `model`, `data` (`spec`, `sizes`, `class_names`), `train_seconds`,
 `history` (`epochs`: [{epoch, lr, train_loss, train_top1, val_loss, val_top1}], `best_epoch`,
-`best_val_top1`), `test` (`top1`, `top5`, `loss`, `samples`, `per_class_accuracy`, `confusion`)."""
+`best_val_top1`), `test` (`top1`, `top5`, `loss`, `samples`, `per_class_accuracy`, `confusion`).
+Approximate training adds `approx_training` (precision per kind and layer, workers, compression),
+`memory_energy` (bytes per step per kind at the stored and fp32 widths, energy, savings) and
+`parallel` (workers, ranks_identical, communication bytes and compression ratio, step losses)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from axdnn.report.html import (
     table,
 )
 from axdnn.report.html import figure as report_figure
+
+KINDS = ("weights", "activations", "gradients")
 
 
 def curves_figure(
@@ -86,6 +91,79 @@ def class_table(
     return table(headers, rows, caption, row_headers=True)
 
 
+def settings_table(approx: dict) -> str:
+    """The precision of each tensor kind (and per-layer overrides) and the compression used."""
+    precision = approx.get("precision") or {}
+    rows = [[kind, precision.get(kind) or "fp32"] for kind in KINDS]
+    for glob, overrides in (precision.get("layers") or {}).items():
+        rows += [[f"{kind} in {glob}", spec] for kind, spec in overrides.items()]
+    if precision:
+        rows += [
+            ["scaling", precision.get("scaling")],
+            ["fp32 master weights", "yes" if precision.get("master_weights") else "no"],
+            ["seed", precision.get("seed")],
+        ]
+    compression = approx.get("compression") or {}
+    rows += [
+        ["workers", approx.get("workers")],
+        [
+            "compressor",
+            compression.get(
+                "compressor", "none (fp32 all-reduce)" if (approx.get("workers") or 1) > 1 else "-"
+            ),
+        ],
+    ]
+    if compression.get("compressor") == "topk":
+        rows.append(["top-k fraction sent", compression.get("ratio")])
+    elif compression.get("compressor") == "adacomp":
+        rows.append(["AdaComp bin length", compression.get("bin_size")])
+    elif compression.get("compressor") == "powersgd":
+        rows.append(["PowerSGD rank", compression.get("rank")])
+    return table(["setting", "value"], rows, "approximate training settings")  # fmt: skip
+
+
+def memory_table(memory: dict) -> str:
+    """Bytes moved per step per tensor kind, at the stored widths and at fp32, and the savings."""
+    run, ref = memory.get("bytes_per_step") or {}, memory.get("fp32_bytes_per_step") or {}
+    rows = [[k, fmt(run.get(k), 6), fmt(ref.get(k), 6)] for k in KINDS]
+    rows.append(["total", fmt(sum(run.values()), 6), fmt(sum(ref.values()), 6)])
+    energy, fp32 = memory.get("energy_pj_per_step"), memory.get("fp32_energy_pj_per_step")
+    caption = (
+        f"memory traffic per training step ({memory.get('memory')}): energy {fmt(energy)} pJ "
+        f"against {fmt(fp32)} pJ at fp32: {pct(memory.get('saved_vs_fp32'))} % saved vs fp32, "
+        f"{pct(memory.get('saved_vs_fp16'))} % vs plain fp16"
+    )
+    return table(["tensor kind", "bytes", "bytes at fp32"], rows, caption)
+
+
+def communication_table(parallel: dict) -> str:
+    """What one rank sent, against a plain fp32 all-reduce, and whether the replicas agree."""
+    c = parallel.get("communication") or {}
+    pairs = [
+        ("workers", parallel.get("workers")),
+        ("bytes sent per rank (ring model)", fmt(c.get("wire_bytes"), 8)),
+        ("bytes fp32 all-reduce would send", fmt(c.get("fp32_wire_bytes"), 8)),
+        ("compression ratio", fmt(c.get("compression_ratio"))),
+        ("bytes handed to collectives", c.get("payload_bytes")),
+        ("collective calls", c.get("calls")),
+        ("replicas identical (bit for bit)", parallel.get("ranks_identical")),
+    ]
+    return kv_table(pairs, "gradient communication")
+
+
+def approx_parts(record: dict) -> str:
+    """Settings, memory energy and communication of an approximate training run ('' if none)."""
+    approx = record.get("approx_training")
+    if not approx:
+        return ""
+    parts = ["<h3>approximate training</h3>", settings_table(approx)]
+    if record.get("memory_energy"):
+        parts.append(memory_table(record["memory_energy"]))
+    if record.get("parallel"):
+        parts.append(communication_table(record["parallel"]))
+    return "".join(parts)
+
+
 @register_section("train")
 def render(step: dict, context: ReportContext) -> Section:
     r = step["record"]
@@ -114,9 +192,15 @@ def render(step: dict, context: ReportContext) -> Section:
             history.get("best_epoch"),
         )
     )
+    parts.append(approx_parts(r))
     parts.append("<h3>per class (test split)</h3>")
     parts.append(
         class_table(test.get("per_class_accuracy"), test.get("confusion"), data.get("class_names"))
     )
     summary = f"test top-1 {pct(test.get('top1'))} %" if "top1" in test else ""
+    if r.get("memory_energy"):
+        summary += f", memory energy {pct(r['memory_energy'].get('saved_vs_fp32'))} % saved"
+    if r.get("parallel"):
+        ratio = (r["parallel"].get("communication") or {}).get("compression_ratio")
+        summary += f", {fmt(ratio, 3)}x less sent"
     return Section(step["name"], "".join(parts), summary)
