@@ -170,17 +170,61 @@ def train(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
+    truncate: Annotated[
+        int | None,
+        typer.Option(
+            help="Hold weights, saved activations and gradients in fp16 with this many mantissa "
+            "LSBs truncated (PCM)."
+        ),
+    ] = None,
+    train_format: Annotated[
+        str | None,
+        typer.Option(help="One format for all three kinds, e.g. fxp:s1.7,round=stochastic."),
+    ] = None,
+    weight_format: Annotated[str | None, typer.Option(help="Format of the weights.")] = None,
+    act_format: Annotated[
+        str | None, typer.Option(help="Format of activations saved for backward.")
+    ] = None,
+    grad_format: Annotated[str | None, typer.Option(help="Format of the gradients.")] = None,
+    precision: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML file: weights/activations/gradients specs, layers {glob: {kind: spec}}, "
+            "scaling, master_weights."
+        ),
+    ] = None,
+    scaling: Annotated[
+        str | None, typer.Option(help="none or tensor (power-of-two scale per tensor).")
+    ] = None,
+    master_weights: Annotated[
+        bool | None, typer.Option(help="Keep an fp32 master copy of the weights (default).")
+    ] = None,
+    memory: Annotated[str, typer.Option(help="Memory level priced: dram or sram.")] = "dram",
+    workers: Annotated[int, typer.Option(help="Data-parallel processes (gloo on CPU).")] = 1,
+    compressor: Annotated[
+        str | None, typer.Option(help="none, fp16, powersgd, topk, sign or adacomp.")
+    ] = None,
+    compress_ratio: Annotated[float, typer.Option(help="Top-k fraction sent.")] = 0.01,
+    bin_size: Annotated[int, typer.Option(help="AdaComp bin length.")] = 50,
+    powersgd_rank: Annotated[int, typer.Option(help="PowerSGD rank.")] = 1,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model on a dataset and save a checkpoint."""
+    """Train a model on a dataset and save a checkpoint; optionally in reduced precision
+    (--truncate, --train-format, ...) and data-parallel with gradient compression (--workers,
+    --compressor)."""
     from axdnn.experiment.commands import render_train
 
     options = dict(
-        model=model, data=data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer
-    )
+        model=model, data=data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
+        truncate=truncate, train_format=train_format, weight_format=weight_format,
+        act_format=act_format, grad_format=grad_format, scaling=scaling,
+        master_weights=master_weights, memory=memory, workers=workers, compressor=compressor,
+        compress_ratio=compress_ratio, bin_size=bin_size, powersgd_rank=powersgd_rank,
+        precision=str(precision) if precision else None,
+    )  # fmt: skip
     run = dict(seed=seed, device=device, progress=not quiet)
     record = _step("train", options, folder=out.parent, outputs={"checkpoint": out}, **run)
     _emit(record, as_json, render_train)
@@ -699,6 +743,46 @@ def dynamic(
     )  # fmt: skip
     record = _step("dynamic", options, folder=out, seed=seed, progress=not quiet)
     _emit(record, as_json, render_dynamic)
+
+
+@app.command()
+def redcane(
+    checkpoint: Annotated[Path, typer.Option(help="Trained checkpoint (e.g. a CapsNet).")],
+    out: Annotated[Path, typer.Option(help="Folder for redcane.json.")] = Path("axdnn-redcane"),
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    magnitudes: Annotated[
+        str, typer.Option(help="Noise magnitudes NM swept, comma-separated.")
+    ] = "0.05,0.1,0.2,0.5,1",
+    means: Annotated[str, typer.Option(help="Noise averages NA swept (at NM 0).")] = "0.05,0.2",
+    relative_to: Annotated[str, typer.Option(help="std or max_abs of each op's output.")] = "std",
+    budget: Annotated[float, typer.Option(help="Accuracy drop allowed, in points.")] = 1.0,
+    repeats: Annotated[int, typer.Option(help="Noise draws per sample and point.")] = 2,
+    limit: Annotated[int | None, typer.Option(help="Use only N samples of the split.")] = 500,
+    calib_limit: Annotated[int, typer.Option(help="Training samples that calibrate.")] = 256,
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option("--multiplier", help="Candidate multiplier (repeatable); default: catalogue."),
+    ] = None,
+    no_confirm: Annotated[
+        bool, typer.Option("--no-confirm", help="Skip the real-table confirmation.")
+    ] = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """ReD-CaNe: noise resilience per operation and a multiplier per operation within a budget."""
+    from axdnn.experiment.redcane import render_redcane
+
+    options = dict(
+        checkpoint=str(checkpoint), data=data, model=model, budget=budget, repeats=repeats,
+        magnitudes=list(_floats(magnitudes, "--magnitudes")),
+        means=list(_floats(means, "--means")) if means.strip() else [],
+        relative_to=relative_to, limit=limit, calib_limit=calib_limit, candidates=candidate,
+        confirm=not no_confirm,
+    )  # fmt: skip
+    record = _step("redcane", options, folder=out, seed=seed, progress=not quiet)
+    _emit(record, as_json, render_redcane)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,3 +52,8 @@ class CompressionError(AxError):
 
 class SearchError(AxError):
     """A design space, objective, strategy or exploration study is invalid."""
+
+
+class RedcaneError(AxError):
+    """Bad input to the ReD-CaNe operation-resilience analysis (operations, noise grid, budget,
+    candidates)."""

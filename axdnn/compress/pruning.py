@@ -225,6 +225,8 @@ def prune_structured(
         )
     shape = tuple(int(s) for s in input_shape)
     work = copy.deepcopy(model).cpu().eval()
+    with torch.no_grad():  # a model that builds its layers from its first input builds them now
+        work(torch.zeros(1, *shape))
     before = count_ops(work, shape)
     widths = _widths(work)
     example = torch.zeros(1, *shape)

@@ -107,7 +107,63 @@ class TrainStep(StepConfig):
     lr: float | None = Field(None, gt=0, description="Default: the model's learning rate.")
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"
+    truncate: int | None = Field(
+        None, ge=0, le=10, description="Hold weights, saved activations and gradients in fp16 "
+        "with this many mantissa LSBs truncated (PCM)."
+    )  # fmt: skip
+    train_format: str | None = Field(
+        None, description="One format for all three kinds, e.g. fxp:s1.7,round=stochastic."
+    )
+    weight_format: str | None = Field(None, description="Format of the weights (overrides).")
+    act_format: str | None = Field(None, description="Format of saved activations (overrides).")
+    grad_format: str | None = Field(None, description="Format of the gradients (overrides).")
+    precision: dict | str | None = Field(
+        None, description="Training precision (a mapping, or a YAML file holding one): "
+        "weights/activations/gradients specs, layers {glob: {kind: spec}}, scaling, "
+        "master_weights."
+    )  # fmt: skip
+    scaling: Literal["none", "tensor"] | None = Field(
+        None, description="tensor: scale each tensor by a power of two into the format's range."
+    )
+    master_weights: bool | None = Field(None, description="Keep an fp32 master copy (default).")
+    memory: Literal["dram", "sram"] = "dram"
+    workers: int = Field(1, ge=1, description="Data-parallel processes (gloo on CPU).")
+    compressor: Literal["none", "fp16", "powersgd", "topk", "sign", "adacomp"] | None = None
+    compress_ratio: float = Field(0.01, gt=0, le=1, description="Top-k fraction sent.")
+    bin_size: int = Field(50, ge=1, description="AdaComp bin length.")
+    powersgd_rank: int = Field(1, ge=1)
     OUTPUTS = ("checkpoint",)
+
+    def approx_training(self, seed: int = 0, ctx: StepContext | None = None):
+        """The step's `ApproxTraining` (None for exact single-process training); a precision
+        file is read only with a context (at run time)."""
+        from axdnn.train.approximate import ApproxTraining
+        from axdnn.train.compression import CompressionConfig
+        from axdnn.train.precision import precision_from_options, read_precision_file
+
+        base = self.precision
+        if isinstance(base, str):
+            base = read_precision_file(ctx.path(base)) if ctx is not None else None
+
+        kinds = dict(
+            weights=self.weight_format, activations=self.act_format, gradients=self.grad_format
+        )
+        precision = precision_from_options(
+            base=base, truncate=self.truncate, train_format=self.train_format,
+            kinds=kinds, scaling=self.scaling, master_weights=self.master_weights, seed=seed,
+        )  # fmt: skip
+        compression = None
+        if self.compressor is not None:
+            compression = CompressionConfig(
+                self.compressor, self.compress_ratio, self.bin_size, self.powersgd_rank
+            )
+        approx = ApproxTraining(precision, self.workers, compression, self.memory)
+        return approx if approx.active or isinstance(self.precision, str) else None
+
+    @model_validator(mode="after")
+    def _approx_is_valid(self) -> TrainStep:
+        self.approx_training()
+        return self
 
     def run(self, ctx: StepContext) -> dict:
         from axdnn.experiment.commands import run_train
@@ -121,7 +177,11 @@ class TrainStep(StepConfig):
         config = TrainConfig(self.epochs, lr, self.batch_size, self.optimizer, seed=ctx.header.seed)
         out = ctx.output("checkpoint", "model.pt")
         data = self.data or ctx.header.data
-        return run_train(model, data, out, config, device=ctx.header.device, progress=ctx.progress)
+        approx = self.approx_training(ctx.header.seed, ctx)
+        return run_train(
+            model, data, out, config, device=ctx.header.device, progress=ctx.progress,
+            approx=approx,
+        )  # fmt: skip
 
 
 @register_step
@@ -411,4 +471,5 @@ class SignificanceStep(CheckpointStep):
 from axdnn.experiment import compress as _compress  # noqa: E402,F401
 from axdnn.experiment import dynamic as _dynamic  # noqa: E402,F401
 from axdnn.experiment import explore as _explore  # noqa: E402,F401
+from axdnn.experiment import redcane as _redcane  # noqa: E402,F401
 from axdnn.experiment import regions as _regions  # noqa: E402,F401

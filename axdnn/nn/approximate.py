@@ -29,6 +29,7 @@ from axdnn.nn.functional_plan import (
 )
 from axdnn.nn.layers import ApproxConv2d, ApproxLinear
 from axdnn.nn.plan import FormatSpec, LayerSpec, MultiplierSpec, Plan, SpecPart
+from axdnn.runtime import TemporaryHooks
 
 LayerMap = Mapping[tuple[type[SpecPart], type[nn.Module]], type[ApproxLayer]]
 DEFAULT_LAYER_MAP: dict[tuple[type[SpecPart], type[nn.Module]], type[ApproxLayer]] = {
@@ -181,9 +182,25 @@ def approximate(
         report.layers.append(record)
     _plan_functional(new, (sites or {}).values(), chosen, report)
     if calibration_data is not None:
-        calibrate(new, calibration_data, batches, seed)
+        idle = calibrate(new, calibration_data, batches, seed)
+        _keep_float(new, idle, layers, report)
     new.approximation = report
     return new
+
+
+def _keep_float(model: nn.Module, names: list[str], originals: dict, report) -> None:
+    """Layers that did not run on the calibration data (a branch inference does not take, such
+    as a training-only decoder) go back to float, and the report says why."""
+    records = {r.name: r for r in report.layers}
+    for name in names:
+        _replace(model, name, copy.deepcopy(originals[name]))
+        record = records[name]
+        record.status, record.multiplier = "exact", None
+        record.weight_format = record.act_format = None
+        record.reason = (
+            "it did not run on the calibration data (a branch inference does not take), so it "
+            "stays float"
+        )
 
 
 def _functional_sites(model, data, input_shape, layer_map) -> dict[str, FunctionalSite] | None:
@@ -248,30 +265,38 @@ def _batches(data, batches: int, seed: int):
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, data, batches: int = CALIBRATION_BATCHES, seed: int = 0) -> None:
+def calibrate(
+    model: nn.Module, data, batches: int = CALIBRATION_BATCHES, seed: int = 0
+) -> list[str]:
     """Fix every approximate layer's activation range from a few batches of data (format layers
-    count how often their FPEC activations are compensated, for the cost model)."""
-    targets = [m for m in model.modules() if isinstance(m, ApproxLayer)]
+    count how often their FPEC activations are compensated, for the cost model). Returns the
+    names of approximate layers that did not run on the data (they stay uncalibrated)."""
+    targets = {n: m for n, m in model.named_modules() if isinstance(m, ApproxLayer)}
     holders = [m for m in model.modules() if isinstance(m, FunctionalApproximation)]
     if not targets and not holders:
-        return
+        return []
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    for layer in targets:
+    ran: set[str] = set()
+    for layer in targets.values():
         layer.start_calibration(seed)
     for holder in holders:
         holder.calibrating = True
     seen = 0
     try:
-        for x in _batches(data, batches, seed):
-            model(x.to(device))
-            seen += 1
+        with TemporaryHooks() as hooks:
+            for name, layer in targets.items():
+                hooks.pre(layer, lambda _m, _a, name=name: ran.add(name))
+            for x in _batches(data, batches, seed):
+                model(x.to(device))
+                seen += 1
     finally:
         for holder in holders:
             holder.calibrating = False
     if seen == 0:
         raise ConfigError("calibration data is empty; give at least one batch")
-    for layer in targets:
-        layer.finish_calibration()
+    for name in ran:
+        targets[name].finish_calibration()
     model.train(was_training)
+    return sorted(set(targets) - ran)

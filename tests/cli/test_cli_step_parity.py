@@ -105,6 +105,13 @@ def cases(ck, tmp):
              "--calib-limit", "100", "--test-limit", "100", "--timing-batch", "1,32",
              "--timing-samples", "8", "--out", str(tmp / "cli"), "-q"],
         ),
+        "redcane": (
+            {"checkpoint": str(ck), "magnitudes": [0.5], "means": [], "repeats": 1, "limit": 40,
+             "calib_limit": 32, "candidates": ["drum:4@u8"]},
+            ["redcane", "--checkpoint", str(ck), "--magnitudes", "0.5", "--means", "",
+             "--repeats", "1", "--limit", "40", "--calib-limit", "32", "--multiplier",
+             "drum:4@u8", "--out", str(tmp / "cli"), "-q"],
+        ),
     }  # fmt: skip
 
 
@@ -125,7 +132,7 @@ def parity(tmp_path_factory, digits_checkpoint):
 
 
 KINDS = ["train", "evaluate", "cost", "finetune", "resilience", "significance", "prune", "share",
-         "explore", "regions", "multipliers", "dynamic"]  # fmt: skip
+         "explore", "regions", "multipliers", "dynamic", "redcane"]  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", KINDS)

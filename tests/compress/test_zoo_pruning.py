@@ -7,7 +7,7 @@ import torch
 from axdnn.compress import prune_structured
 from axdnn.models import build_model, list_models
 
-SHAPES = {"digits_cnn": (1, 8, 8), "lenet5": (1, 28, 28)}
+SHAPES = {"digits_cnn": (1, 8, 8), "lenet5": (1, 28, 28), "capsnet": (1, 8, 8)}
 
 
 @pytest.mark.slow
@@ -17,6 +17,8 @@ def test_every_zoo_model_slims_without_shape_errors(name, ratio):
     shape = SHAPES.get(name, (3, 32, 32))
     torch.manual_seed(0)
     model = build_model(name, in_channels=shape[0], num_classes=10).eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *shape))  # capsnet builds its layers from its first input
     pruned, record = prune_structured(model, shape, ratio)
     with torch.no_grad():
         assert pruned(torch.randn(2, *shape)).shape == (2, 10)

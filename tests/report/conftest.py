@@ -98,6 +98,13 @@ steps:
     epochs: 3
     depths: [0, 1]
     widths: [4, 8]
+  - kind: redcane
+    magnitudes: [0.5]
+    means: []
+    repeats: 1
+    limit: 40
+    calib_limit: 32
+    candidates: [drum:4@u8]
 """
 
 

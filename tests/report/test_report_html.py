@@ -28,7 +28,7 @@ from axdnn.report.sections.multipliers import multiplier_error_summary
 
 KINDS = (
     "train", "evaluate", "cost", "multipliers", "finetune", "resilience", "significance",
-    "formats", "selection", "prune", "share", "explore", "dynamic", "regions",
+    "formats", "selection", "prune", "share", "explore", "dynamic", "regions", "redcane",
 )  # fmt: skip
 # the figures each section draws on the fixture run (each with its own table)
 FIGURES = {
@@ -44,6 +44,7 @@ FIGURES = {
     "explore": 1,
     "dynamic": 2,
     "regions": 1,
+    "redcane": 1,
 }
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
