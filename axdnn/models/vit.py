@@ -56,8 +56,24 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+OPERATIONS = {
+    "embed": ("embed",),
+    "qkv": ("blocks.*.attn.qkv",),
+    "scores": ("blocks.*.attn.matmul#0",),  # Q K^T
+    "softmax": ("blocks.*.attn.softmax#*",),
+    "values": ("blocks.*.attn.matmul#1",),  # attention x V
+    "proj": ("blocks.*.attn.proj",),
+    "mlp": ("blocks.*.mlp.0", "blocks.*.mlp.2"),
+    "head": ("head",),
+}
+"""Operation groups for `axdnn.analysis.redcane` (TransAxx's question: which products of the
+attention and the MLP tolerate which multipliers)."""
+
+
 class TinyViT(nn.Module):
     """Patch embedding, `depth` transformer blocks, mean-pooled tokens, a linear head."""
+
+    operations = OPERATIONS
 
     def __init__(
         self,

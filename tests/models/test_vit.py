@@ -48,3 +48,21 @@ def test_training_lowers_the_loss():
         TinyViT(1, 2, depth=1), data, data, 2, TrainConfig(epochs=6, lr=3e-3, batch_size=32)
     )
     assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+
+
+def test_per_operation_resilience_and_multipliers_on_attention_and_mlp():
+    from axdnn.analysis.redcane import redcane
+
+    torch.manual_seed(0)
+    model = TinyViT(1, 10, depth=1).eval()
+    x, tx, ty = torch.rand(32, 1, 8, 8), torch.rand(24, 1, 8, 8), torch.randint(0, 10, (24,))
+    result = redcane(
+        model, x, tx, ty, candidates=["drum:4@u8"], magnitudes=(0.5,), means=(), repeats=1,
+        budget=0.5,
+    )  # fmt: skip
+    assert {row["operation"] for row in result.ranking} == set(TinyViT.operations)
+    chosen = {c.operation for c in result.choices}
+    assert {"scores", "values", "mlp"} <= chosen  # products only; softmax takes no multiplier
+    assert result.confirmation["functional_sites_simulated"]
+    plan = result.confirmation["rounds"][-1]["plan"]["layers"]
+    assert plan["blocks.0.attn.matmul#0"]["multiplier"] == "drum:4@u8"
