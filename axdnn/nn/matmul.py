@@ -11,6 +11,8 @@ for elements outside the quantization range.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from axdnn.arith import Multiplier, get_multiplier
@@ -71,6 +73,37 @@ def _unbroadcast(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return grad
 
 
+def _fold_broadcast(a: torch.Tensor, b: torch.Tensor):
+    """(a', b', restore): batch dims only `a` has (b broadcasts along them) folded into a's rows,
+    those only `b` has into b's columns, so many tiny products become a few wide ones; the sums
+    are the same, so the result is bit-identical. None when there is nothing to fold."""
+    rank = max(a.dim(), b.dim()) - 2
+    a = a.reshape((1,) * (rank + 2 - a.dim()) + a.shape)
+    b = b.reshape((1,) * (rank + 2 - b.dim()) + b.shape)
+    both = [i for i in range(rank) if a.shape[i] == b.shape[i] and a.shape[i] > 1]
+    rows = [i for i in range(rank) if a.shape[i] > 1 and b.shape[i] == 1]
+    cols = [i for i in range(rank) if a.shape[i] == 1 and b.shape[i] > 1]
+    if not rows and not cols:
+        return None
+    ones = [i for i in range(rank) if i not in both + rows + cols]
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    keep = [a.shape[i] for i in both]
+    row_sizes, col_sizes = [a.shape[i] for i in rows], [b.shape[i] for i in cols]
+    a2 = a.permute(*both, *rows, *cols, *ones, rank, rank + 1)
+    a2 = a2.reshape(*keep, math.prod(row_sizes) * m, k)
+    b2 = b.permute(*both, *rows, *ones, rank, *cols, rank + 1)
+    b2 = b2.reshape(*keep, k, math.prod(col_sizes) * n)
+
+    def restore(out: torch.Tensor) -> torch.Tensor:
+        out = out.reshape(*keep, *row_sizes, m, *col_sizes, n)
+        placed = [*both, *rows, rank, *cols, rank + 1]  # where each dim of `out` belongs
+        order = [placed.index(i) for i in range(rank + 2) if i in placed]
+        sizes = [max(a.shape[i], b.shape[i]) for i in range(rank)]
+        return out.permute(order).reshape(*sizes, m, n)
+
+    return a2, b2, restore
+
+
 def approx_matmul(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -82,4 +115,9 @@ def approx_matmul(
     """a @ b over (..., M, K) x (..., K, N), batch dims broadcasting, every product through the
     multiplier's table (a: its first operand, b: its second); see the module docstring."""
     m = get_multiplier(multiplier) if isinstance(multiplier, str) else multiplier
+    if a.dim() >= 2 and b.dim() >= 2:
+        folded = _fold_broadcast(a, b)
+        if folded is not None:
+            a2, b2, restore = folded
+            return restore(_ApproxMatmul.apply(a2, b2, m, backend, a_range, b_range))
     return _ApproxMatmul.apply(a, b, m, backend, a_range, b_range)

@@ -3,6 +3,8 @@ every backend, straight-through gradients."""
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from axdnn.arith import get_multiplier
 from axdnn.nn import approx_matmul
@@ -56,3 +58,36 @@ def test_straight_through_gradients_match_the_dequantized_matmul():
     assert inside.any() and (~inside).any()  # some inputs are clipped by the given range
     assert torch.allclose(a.grad, (g @ ((qb - zb) * sb).T) * inside)
     assert torch.allclose(b.grad, ((qa - za) * sa).T @ g)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dims=st.lists(
+        st.tuples(st.integers(1, 3), st.sampled_from(["both", "a", "b", "none"])), max_size=3
+    ),
+    m=st.integers(1, 4),
+    k=st.integers(1, 5),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_broadcast_batches_fold_into_rows_and_columns_bit_identically(dims, m, k, n, seed):
+    """Batch dims one operand broadcasts along are folded into the other's rows or columns (one
+    wide product instead of many tiny ones); results and gradients equal the expanded product."""
+    g = torch.Generator().manual_seed(seed)
+    sa = [s if who in ("both", "a") else 1 for s, who in dims]
+    sb = [s if who in ("both", "b") else 1 for s, who in dims]
+    a = torch.randn(*sa, m, k, generator=g, requires_grad=True)
+    b = torch.randn(*sb, k, n, generator=g, requires_grad=True)
+    batch = torch.broadcast_shapes(tuple(sa), tuple(sb))
+    ea = a.detach().expand(*batch, m, k).contiguous().requires_grad_()
+    eb = b.detach().expand(*batch, k, n).contiguous().requires_grad_()
+    out, ref = (
+        approx_matmul(a, b, "drum:4", "reference"),
+        approx_matmul(ea, eb, "drum:4", "reference"),
+    )
+    assert out.shape == ref.shape and torch.equal(out, ref)
+    grad = torch.randn(out.shape, generator=g)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(a.grad, ea.grad.sum_to_size(a.shape))
+    torch.testing.assert_close(b.grad, eb.grad.sum_to_size(b.shape))
