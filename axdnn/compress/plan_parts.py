@@ -12,6 +12,7 @@ nearest codebook value. Mask and codebook are buffers, so checkpoints carry them
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -19,7 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from axdnn.compress.pruning import PRUNABLE, prune_layer
-from axdnn.compress.sharing import cluster
+from axdnn.compress.sharing import cluster, index_bits
 from axdnn.errors import ConfigError
 from axdnn.nn.plan import SpecPart, register_spec_part
 
@@ -80,6 +81,17 @@ class PruningSpec(SpecPart):
         return done
 
 
+@dataclass(frozen=True)
+class SharedStorage:
+    """A shared layer's weight memory for the cost model: ceil(log2 k) index bits per weight
+    plus k codebook values, as the weight sharing paper's compression ratio counts it."""
+
+    k: int
+
+    def bits_per_weight(self, value_bits: int, weights: int) -> float:
+        return index_bits(self.k) + self.k * value_bits / weights
+
+
 @register_spec_part
 class SharingSpec(SpecPart):
     """Weight sharing: the layer's weights take `share` values (a per-layer codebook)."""
@@ -105,4 +117,5 @@ class SharingSpec(SpecPart):
         with torch.no_grad():
             _project(module)
         module.register_forward_pre_hook(_KeepOnChange(_project))
+        module.weight_storage = SharedStorage(self.share)
         return {"shared_k": self.share}

@@ -16,8 +16,11 @@ Model, stated once:
 - Memory traffic per sample, an ideal-reuse dataflow (a lower bound): every weight read once,
   every input activation read once, every output activation written once, each value at its
   stored width (weight_bits or act_bits) plus ``extra_bits_per_value``; writes cost the same as
-  reads; biases are ignored. Memory energy = bits / 64 x the 64-bit access energy of the chosen
-  level ('sram', 'dram', or 'none' for compute only). Skipping MACs does not reduce traffic.
+  reads; biases are ignored. Shared weights (a codebook of k values) are stored as
+  ``weight_storage_bits`` per weight (index bits plus the codebook amortised over the layer's
+  weights); the codebook reads themselves are not priced. Memory energy = bits / 64 x the
+  64-bit access energy of the chosen level ('sram', 'dram', or 'none' for compute only).
+  Skipping MACs does not reduce traffic.
 - An op whose operands are both activations (e.g. attention matmuls) multiplies act_bits x
   act_bits.
 """
@@ -155,6 +158,7 @@ class LayerPrecision:
     arith: Literal["int", "fp32", "fp16"] = "fp32"
     mul_energy_scale: float = 1.0
     extra_bits_per_value: int = 0
+    weight_storage_bits: float | None = None  # bits per stored weight when not weight_bits
 
     def __post_init__(self) -> None:
         for key in ("weight_bits", "act_bits", "acc_bits"):
@@ -171,6 +175,9 @@ class LayerPrecision:
         extra = self.extra_bits_per_value
         if not isinstance(extra, int) or isinstance(extra, bool) or extra < 0:
             raise ConfigError(f"LayerPrecision.extra_bits_per_value={extra!r}: must be an int >= 0")
+        stored = self.weight_storage_bits
+        if stored is not None and not (isinstance(stored, (int, float)) and stored > 0):
+            raise ConfigError(f"LayerPrecision.weight_storage_bits={stored!r}: must be > 0")
 
     @classmethod
     def fp32(cls) -> LayerPrecision:
@@ -308,7 +315,10 @@ def layer_energy(
 ) -> LayerEnergy:
     """Energy of one layer per sample (see module docstring for the model)."""
     mul, add = _op_energy(layer, p, table)
-    weight_bits = layer.weight_elems * (p.weight_bits + p.extra_bits_per_value)
+    per_weight = p.weight_bits + p.extra_bits_per_value
+    if p.weight_storage_bits is not None:
+        per_weight = p.weight_storage_bits
+    weight_bits = round(layer.weight_elems * per_weight)
     act_bits = (layer.input_elems + layer.output_elems) * (p.act_bits + p.extra_bits_per_value)
     memory_pj = (weight_bits + act_bits) / 64.0 * table.access_64b(memory)
     return LayerEnergy(

@@ -28,12 +28,14 @@ Pricing, on top of the energy model in `axdnn.cost.energy`:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from axdnn.cost.energy import HOROWITZ_45NM, EnergyTable, LayerPrecision
-from axdnn.cost.profile import HardwareProfile, ProfiledLayer, ProfiledSites
+from axdnn.cost.profile import HardwareProfile, ProfiledLayer, ProfiledSites, WeightStorage
 from axdnn.errors import ConfigError
 
 FP16_MAN_BITS = 10
@@ -133,5 +135,12 @@ def precision_from_model(
         name: precision_from_profile(profile, table, where=f"layer {name!r}")
         for name, profile in layer_profiles(model).items()
     }
+    for name, module in model.named_modules():  # shared weights: a codebook plus indices
+        storage = getattr(module, "weight_storage", None)
+        weight = getattr(module, "weight", None)
+        if isinstance(storage, WeightStorage) and isinstance(weight, torch.Tensor):
+            p = chosen.get(name, LayerPrecision.fp32())
+            bits = storage.bits_per_weight(p.weight_bits, weight.numel())
+            chosen[name] = dataclasses.replace(p, weight_storage_bits=bits)
     fp32 = LayerPrecision.fp32()
     return lambda name: chosen.get(name, fp32)

@@ -82,4 +82,19 @@ class ProfiledSites(Protocol):
     def site_profiles(self) -> dict[str, HardwareProfile]: ...
 
 
-__all__ = ["ARITHS", "Arith", "HardwareProfile", "ProfiledLayer", "ProfiledSites"]
+@runtime_checkable
+class WeightStorage(Protocol):
+    """How a layer stores its weights when not one value per weight (a shared-weight codebook);
+    set as the layer's `weight_storage` attribute."""
+
+    def bits_per_weight(self, value_bits: int, weights: int) -> float: ...
+
+
+__all__ = [
+    "ARITHS",
+    "Arith",
+    "HardwareProfile",
+    "ProfiledLayer",
+    "ProfiledSites",
+    "WeightStorage",
+]

@@ -74,3 +74,19 @@ def test_pruned_and_shared_weights_stay_so_under_fine_tuning_and_reload():
     fresh.load_state_dict(approx.state_dict())
     with torch.no_grad():
         assert torch.equal(fresh.eval()(CALIB), out)
+
+
+def test_the_cost_model_counts_shared_weights_as_indices_plus_a_codebook():
+    from axdnn.cost import count_ops, estimate_energy, precision_from_model
+
+    plan = Plan.from_dict(
+        {"layers": {"0": {"multiplier": "drum:4", "share": 4}, "3": {"share": 16}}}
+    )
+    approx = approximate(_net(), plan, CALIB)
+    ops = count_ops(_net(), (1, 6, 6))
+    layers = {r.name: r for r in estimate_energy(ops, precision_from_model(approx)).layers}
+    conv, fc = approx[0].weight.numel(), approx[3].weight.numel()
+    assert layers["0"].weight_bits_moved == conv * 2 + 4 * 8  # 2 index bits, 4 8-bit values
+    assert layers["3"].weight_bits_moved == fc * 4 + 16 * 32  # float layer: fp32 codebook
+    plain = {r.name: r for r in estimate_energy(ops, precision_from_model(_net())).layers}
+    assert layers["3"].memory_pj < plain["3"].memory_pj
