@@ -119,15 +119,19 @@ class SiteMode(TorchFunctionMode):
         super().__init__()
         self.root = root
         self.names = {id(m): n for n, m in root.named_modules()}
+        self.foreign: set[int] = set()
         self.handlers: list[SiteHandler] = []
         self.stack: list[tuple[int, nn.Module]] = []
         self.counts: dict[str, int] = defaultdict(int)
         self._hooks: list = []
 
     def _pre(self, module: nn.Module, _args) -> None:
-        if id(module) not in self.names:  # built lazily in a forward, or not the root's
-            self.names = {id(m): n for n, m in self.root.named_modules()}
+        if id(module) not in self.names:
+            if id(module) in self.foreign:
+                return
+            self.names = {id(m): n for n, m in self.root.named_modules()}  # built lazily?
             if id(module) not in self.names:
+                self.foreign.add(id(module))  # not the root's: look it up only once
                 return
         if module is self.root:
             self.stack.clear()

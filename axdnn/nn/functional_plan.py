@@ -25,6 +25,7 @@ from axdnn.arith import get_multiplier
 from axdnn.cost.functional import lookup
 from axdnn.cost.profile import HardwareProfile
 from axdnn.errors import ConfigError
+from axdnn.nn.layers import multiplier_profile
 from axdnn.nn.matmul import approx_matmul
 from axdnn.nn.plan import LayerSpec, MultiplierSpec
 from axdnn.nn.products import Unsupported, decompose
@@ -176,7 +177,7 @@ class FunctionalApproximation(nn.Module, SiteHandler):
 
     def site_profiles(self) -> dict[str, HardwareProfile]:
         """How the cost model prices each planned site: its multiplier's integer operands."""
-        return {name: _profile(self._multipliers[name]) for name in self.specs}
+        return {name: multiplier_profile(self._multipliers[name]) for name in self.specs}
 
     def calibrated(self, site: str) -> bool:
         """Whether calibration saw `site` (else its ranges come from each call)."""
@@ -188,19 +189,6 @@ class FunctionalApproximation(nn.Module, SiteHandler):
             if key.startswith(prefix) and "." not in name and name not in self._buffers:
                 self.register_buffer(name, torch.empty_like(value))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def _profile(m) -> HardwareProfile:
-    from axdnn.nn.layers import relative_mul_energy
-
-    return HardwareProfile(
-        kind="multiplier",
-        weight_bits=m.b_bits,
-        act_bits=m.a_bits,
-        arith="int",
-        multiplier=m.name,
-        mul_energy_scale=relative_mul_energy(m),
-    )
 
 
 def is_explicit(pattern: str) -> bool:

@@ -147,16 +147,7 @@ class TableLayer(ApproxLayer):
 
     def hardware_profile(self) -> HardwareProfile:
         """Integer operands of the multiplier's widths and its energy relative to an exact one."""
-        m = self.multiplier
-        return HardwareProfile(
-            kind="multiplier",
-            weight_bits=m.b_bits,
-            act_bits=m.a_bits,
-            arith="int",
-            acc_bits=self.spec.acc_bits,
-            multiplier=m.name,
-            mul_energy_scale=relative_mul_energy(m),
-        )
+        return multiplier_profile(self.multiplier, self.spec.acc_bits)
 
 
 class ApproxConv2d(TableLayer, nn.Conv2d):
@@ -206,6 +197,20 @@ class ApproxLinear(TableLayer, nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self.describe()}"
+
+
+def multiplier_profile(m: Multiplier, acc_bits: int | None = None) -> HardwareProfile:
+    """How the cost model prices products from `m`'s table: integer operands of its widths and
+    its energy relative to an exact multiplier (layers and functional sites alike)."""
+    return HardwareProfile(
+        kind="multiplier",
+        weight_bits=m.b_bits,
+        act_bits=m.a_bits,
+        arith="int",
+        acc_bits=acc_bits,
+        multiplier=m.name,
+        mul_energy_scale=relative_mul_energy(m),
+    )
 
 
 def relative_mul_energy(multiplier: Multiplier) -> float:
