@@ -495,6 +495,12 @@ def prune(
     limit: Annotated[
         int, typer.Option(help="Images for Taylor gradients or significance scores.")
     ] = 256,
+    fold_bn: Annotated[
+        bool,
+        typer.Option(
+            "--fold-bn", help="Fold batch norm into the layer before it (the inference form)."
+        ),
+    ] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -506,7 +512,7 @@ def prune(
     options = dict(
         checkpoint=str(checkpoint), data=data, model=model, ratio=ratio, criterion=criterion,
         global_pruning=global_pruning, steps=steps, epochs=epochs, lr=lr, batch_size=batch_size,
-        limit=limit,
+        limit=limit, fold_bn=fold_bn,
     )  # fmt: skip
     run = dict(seed=seed, device=device, progress=not quiet)
     record = _step("prune", options, folder=out.parent, outputs={"checkpoint": out}, **run)

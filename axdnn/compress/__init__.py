@@ -1,10 +1,12 @@
 """Compression: pruning (magnitude masks and real slimming via Torch-Pruning) and weight sharing
-(per-layer 1-D k-means with an NSGA-II search over k), with their cost and checkpoints.
+(per-layer 1-D k-means with an NSGA-II search over k), batch norm folded for deployment, with
+their cost and checkpoints.
 
 Per-layer hooks for plans: `prune_layer(module, ratio)` and `share_layer(module, k)`.
 """
 
 from axdnn.compress.cost import SharingLayerCost, cost_summary, model_cost, sharing_cost
+from axdnn.compress.folding import fold_batchnorm, foldable_pairs
 from axdnn.compress.pruning import (
     CRITERIA,
     LayerWidth,
@@ -50,6 +52,8 @@ __all__ = [
     "compression_ratio",
     "cost_summary",
     "finetune_codebooks",
+    "fold_batchnorm",
+    "foldable_pairs",
     "importance",
     "index_bits",
     "keep_masks",

@@ -13,6 +13,7 @@ from axdnn.compress import (
     compressed_checkpoint,
     cost_summary,
     finetune_codebooks,
+    fold_batchnorm,
     layer_codes,
     prune_structured,
     search_sharing,
@@ -77,13 +78,15 @@ def run_prune(
     lr: float = 1e-3,
     batch_size: int = 64,
     limit: int = 256,
+    fold_bn: bool = False,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
     model_factory: str | None = None,
 ) -> dict:
     """Structured pruning that slims the model, in `steps` steps each followed by `epochs` of
-    fine-tuning; writes a normal checkpoint and checks that it reloads to the same outputs."""
+    fine-tuning, and with `fold_bn` batch norm folded into the layers before it (the deployed
+    form); writes a normal checkpoint and checks that it reloads to the same outputs."""
     check_writable(Path(out), "pruned checkpoint")
     seed_everything(seed)
     ckpt, model, bundle = load_checkpoint_and_data(
@@ -105,16 +108,21 @@ def run_prune(
         scores=scores, data=(tx[:limit], ty[:limit]), steps=steps, finetune=finetune,
         progress=progress,
     )  # fmt: skip
+    folds = {}
+    if fold_bn:
+        pruned, folds = fold_batchnorm(pruned, bundle.input_shape)
     after = _top1(pruned, bundle, dev)
     metrics = {"test_top1": after, "test_top1_before_pruning": before}
     pruned.cpu()
     save_checkpoint(out, compressed_checkpoint(ckpt, pruned, pruning=record.to_dict(),
-                                               metrics=metrics))  # fmt: skip
+                                               folded=folds, metrics=metrics))  # fmt: skip
     return {
         **_header("prune", (checkpoint, out), ckpt, bundle, accuracies=(before, after)),
         "finetune_epochs_per_step": epochs,
         "reload_identical": _identical_after_reload(Path(out), pruned, bundle.input_shape),
         "pruning": record.to_dict(),
+        "folded_batchnorm": len(folds),
+        "params_saved": sum(p.numel() for p in pruned.parameters()),
     }
 
 
@@ -129,8 +137,13 @@ def render_prune(record: dict) -> str:
         f"({p['params_ratio']:.2f}x)",
         f"  test top-1 {record['accuracy_before']:.2%} -> {record['accuracy_after']:.2%}",
         f"  reloads to identical outputs: {'yes' if record['reload_identical'] else 'NO'}",
-        f"  {'layer':<28}{'filters':>12}",
     ]
+    if record.get("folded_batchnorm"):
+        lines.append(
+            f"  {record['folded_batchnorm']} batch norm(s) folded into the layer before: "
+            f"{record['params_saved']:,} params saved"
+        )
+    lines.append(f"  {'layer':<28}{'filters':>12}")
     lines += [f"  {w['name']:<28}{w['before']:>5} -> {w['after']:<5}" for w in p["layers"]]
     return "\n".join(lines)
 
@@ -236,6 +249,9 @@ class PruneStep(CheckpointStep):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     limit: int = Field(256, ge=1, description="Images for Taylor gradients / significance.")
+    fold_bn: bool = Field(
+        False, description="Fold batch norm into the layer before it (the inference form)."
+    )
     OUTPUTS = ("checkpoint",)
 
     def run(self, ctx: StepContext) -> dict:
@@ -243,8 +259,8 @@ class PruneStep(CheckpointStep):
             ctx.path(self.checkpoint), ctx.output("checkpoint", "pruned.pt"), self.data,
             ratio=self.ratio, criterion=self.criterion, global_pruning=self.global_pruning,
             steps=self.steps, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-            limit=self.limit, seed=ctx.header.seed, device=ctx.header.device,
-            progress=ctx.progress, model_factory=self.model,
+            limit=self.limit, fold_bn=self.fold_bn, seed=ctx.header.seed,
+            device=ctx.header.device, progress=ctx.progress, model_factory=self.model,
         )  # fmt: skip
 
 

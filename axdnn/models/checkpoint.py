@@ -50,6 +50,8 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint {self.path or ''}: {err}") from err
         if self.extra.get("layer_shapes"):  # a slimmed (structurally pruned) model
             resize_layers(model, self.extra["layer_shapes"], f"checkpoint {self.path or ''}")
+        if self.extra.get("folded_batchnorm"):  # batch norm folded into the layer before it
+            fold_layers(model, self.extra["folded_batchnorm"], f"checkpoint {self.path or ''}")
         if wrap is not None:
             model = wrap(model)
         try:
@@ -118,6 +120,27 @@ def resize_layers(model: nn.Module, shapes: dict[str, Any], where: str = "") -> 
                 "expected a conv, linear or batch-norm layer and positive integer channel counts"
             )
         _resize(module, shape)
+
+
+def fold_layers(model: nn.Module, folds: Any, where: str = "") -> None:
+    """Replay stored batch-norm folds ({batch-norm name: conv or linear name}, plain strings):
+    the batch norm becomes nn.Identity and the layer gets the bias the state dict then fills."""
+    modules = dict(model.named_modules())
+    pairs = folds.items() if isinstance(folds, dict) else [(repr(folds), None)]
+    for bn_name, layer_name in pairs:
+        bn = modules.get(bn_name) if isinstance(bn_name, str) else None
+        layer = modules.get(layer_name) if isinstance(layer_name, str) else None
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or not isinstance(
+            layer, nn.modules.conv._ConvNd | nn.Linear
+        ):
+            raise CheckpointError(
+                f"{where}: stored folded batch norm {bn_name!r} -> {layer_name!r} does not fit "
+                "the model: expected a batch-norm name mapped to a conv or linear layer name"
+            )
+        model.set_submodule(bn_name, nn.Identity())
+        if layer.bias is None:
+            width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+            layer.bias = nn.Parameter(torch.empty(width, dtype=layer.weight.dtype))
 
 
 def _shape_fits(m: nn.Module, shape: Any) -> bool:

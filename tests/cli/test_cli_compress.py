@@ -22,6 +22,21 @@ def test_prune_writes_a_smaller_checkpoint_that_reloads(capsys, digits_checkpoin
     assert rec["accuracy_before"] > 0.9
 
 
+def test_prune_with_folded_batchnorm_saves_the_inference_form(capsys, digits_checkpoint,
+                                                               tmp_path):
+    out = tmp_path / "deployed.pt"
+    rec = run_json(capsys, "prune", "--checkpoint", str(digits_checkpoint), "--ratio", "0.5",
+                   "--fold-bn", "--out", str(out), "-q")  # fmt: skip
+    assert rec["reload_identical"] is True
+    model = load_checkpoint(out).build()
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert rec["folded_batchnorm"] == 3 and batchnorms == []  # digits_cnn's three
+    report = count_ops(model, (1, 8, 8))
+    assert report.total_macs == rec["pruning"]["macs_after"]
+    assert report.total_params == rec["params_saved"] < rec["pruning"]["params_after"]
+    assert abs(rec["accuracy_after"] - load_checkpoint(out).metrics["test_top1"]) == 0
+
+
 def test_prune_with_finetuning_and_text_output(capsys, digits_checkpoint, tmp_path):
     out = tmp_path / "p.pt"
     code, text, err = run_cli(capsys, "prune", "--checkpoint", str(digits_checkpoint),

@@ -2,7 +2,7 @@
 per layer, and for sharing the search's accuracy against compression ratio and the k per layer.
 
 Record keys (prune): `model`, `checkpoint`, `accuracy_before`, `accuracy_after`,
-`reload_identical`, `pruning` {criterion, ratio, global_pruning, steps, macs_before, macs_after,
+`reload_identical`, `folded_batchnorm` (count), `params_saved`, `pruning` {criterion, ratio, global_pruning, steps, macs_before, macs_after,
 macs_ratio, params_before, params_after, params_ratio, layers [{name, before, after}]}.
 Record keys (share): `model`, `checkpoint`, `accuracy_before`, `accuracy_after`, `drop`, `ks`,
 `cost` {compression_ratio, dense_weight_bits, shared_weight_bits, codebook_lookups, layers},
@@ -48,6 +48,8 @@ def render_prune(step: dict, context: ReportContext) -> Section:
         ("params before / after", f"{fmt(p.get('params_before'))} / {fmt(p.get('params_after'))}"),
         ("params ratio", p.get("params_ratio")),
         ("reloads to identical outputs", record.get("reload_identical")),
+        ("batch norms folded", record.get("folded_batchnorm", 0)),
+        ("params saved", fmt(record.get("params_saved"))),
     ]
     parts = [kv_table(pairs, "pruning")]
     layers = [w for w in p.get("layers") or [] if isinstance(w, dict)]
