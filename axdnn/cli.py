@@ -56,6 +56,9 @@ BackendOpt = Annotated[
 
 
 DataOpt = Annotated[str | None, typer.Option(help="Dataset spec; default: the checkpoint's.")]
+AnalysedOpt = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint to analyse.")]
+SplitOpt = Annotated[str, typer.Option(help="test, val or train.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N samples.")]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -249,7 +252,7 @@ def evaluate(
     include_float: Annotated[
         bool, typer.Option("--float/--no-float", help="Also run the float model, first.")
     ] = True,
-    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    split: SplitOpt = "test",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 256,
     backend: BackendOpt = None,
     seed: SeedOpt = 0,
@@ -388,7 +391,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 @app.command()
 def resilience(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to analyse.")],
+    checkpoint: AnalysedOpt,
     out: Annotated[Path, typer.Option(help="Folder for resilience.json and plots.")] = Path(
         "axdnn-resilience"
     ),
@@ -402,8 +405,8 @@ def resilience(
     ] = "gaussian:{m},rel=std",
     magnitudes: Annotated[str, typer.Option(help="Comma-separated magnitudes.")] = "0.25,0.5,1,2",
     repeats: Annotated[int, typer.Option(help="Repeats per site and magnitude.")] = 2,
-    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
-    limit: Annotated[int | None, typer.Option(help="Use only the first N samples.")] = None,
+    split: SplitOpt = "test",
+    limit: LimitOpt = None,
     campaign: Annotated[
         str | None, typer.Option(help="Also run a stored fault campaign with this error model.")
     ] = None,
@@ -439,7 +442,7 @@ def resilience(
 
 @app.command()
 def significance(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to analyse.")],
+    checkpoint: AnalysedOpt,
     out: Annotated[Path, typer.Option(help="Folder for significance.json and plots.")] = Path(
         "axdnn-significance"
     ),
@@ -458,7 +461,7 @@ def significance(
         str, typer.Option(help="Pruned filter fractions to compare with L1.")
     ] = "0.125,0.25,0.375,0.5",
     repeats: Annotated[int, typer.Option(help="Repeats per filter.")] = 1,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N samples.")] = None,
+    limit: LimitOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
