@@ -1,8 +1,10 @@
 """Approximate layers: convolution and linear maps whose multiplies go through a product table.
 
 They subclass nn.Conv2d / nn.Linear (same parameters and state-dict keys), hold the multiplier,
-the calibrated activation quantizer and the weight quantizer, and compute through `TableMac`.
-Activation ranges are fixed by calibration; weight ranges follow the current weights, so
+the calibrated activation quantizer and the weight quantizer, and compute through
+`FusedTableMac`: the fused float chain of the kernels (`lut_*_float`) forward, in training too,
+and gradients from the saved input (bit-identical to the composed `TableMac`, which traced models
+use). Activation ranges are fixed by calibration; weight ranges follow the current weights, so
 fine-tuning and evaluation run the same arithmetic.
 """
 
@@ -14,14 +16,15 @@ from torch import nn
 from axdnn.arith import Multiplier, get_multiplier
 from axdnn.cost.profile import HardwareProfile
 from axdnn.errors import ConfigError
-from axdnn.kernels import ConvGeometry
+from axdnn.kernels import ActQuant, ConvGeometry, ZeroPoints
+from axdnn.kernels.affine import code_of
 from axdnn.nn.base import ApproxLayer
 from axdnn.nn.cloning import clone_conv, clone_linear
 from axdnn.nn.functional import ConvOp, LinearOp, TableMac, TableOperands, WeightCodes, weight_codes
-from axdnn.nn.gradients import table_gradient
+from axdnn.nn.gradients import table_gradient, table_input_grad, table_weight_grad
 from axdnn.nn.observers import Observer
 from axdnn.nn.plan import MultiplierSpec
-from axdnn.nn.quant import QuantScheme
+from axdnn.nn.quant import QuantScheme, code_index, code_range
 from axdnn.runtime import tracing
 
 
@@ -131,16 +134,10 @@ class TableLayer(ApproxLayer):
                 f"approximate layer {self.layer_name!r} is not calibrated; build it with "
                 "axdnn.nn.approximate(model, plan, calibration_data)"
             )
-        return TableMac.apply(
-            x.float(),
-            self.mac_weight(),
-            op,
-            self.operands,
-            self.act_scale,
-            self.act_zero,
-            self.weight_codes(),
-            torch.is_grad_enabled(),
-        )
+        args = (x.float(), self.mac_weight(), op, self.operands, self.act_scale, self.act_zero)
+        if tracing():
+            return TableMac.apply(*args, self.weight_codes(), torch.is_grad_enabled())
+        return FusedTableMac.apply(*args, self.weight_codes())
 
     def describe(self) -> str:
         return f"multiplier={self.multiplier.name}, gradient={self.spec.gradient}"
@@ -148,6 +145,72 @@ class TableLayer(ApproxLayer):
     def hardware_profile(self) -> HardwareProfile:
         """Integer operands of the multiplier's widths and its energy relative to an exact one."""
         return multiplier_profile(self.multiplier, self.spec.acc_bits)
+
+
+class FusedTableMac(torch.autograd.Function):
+    """`TableMac` with the fused forward: y = lut_*_float(x) (one native pass where the backend
+    fuses; bit-identical to TableMac's composed chain), and the same gradients, recomputed from
+    the saved float input and weight codes in backward instead of codes saved in forward."""
+
+    @staticmethod
+    def forward(ctx, x, w, op, tab: TableOperands, xs, xz, wc: WeightCodes):
+        a, b = tab.a_scheme, tab.b_scheme
+        zx = int(xz)
+        zero = ZeroPoints(zx, wc.zero.reshape(-1).long(), a.signed, b.signed, wc.sums)
+        act = ActQuant(xs, zx, *code_range(a), a.bits)
+        y = op.lut_float(x, act, wc.index, tab, zero, xs * wc.scale)
+        ctx.op, ctx.tab, ctx.wc, ctx.zx = op, tab, wc, zx
+        ctx.save_for_backward(x, w, xs, xz)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, xs, xz = ctx.saved_tensors
+        op, tab, wc = ctx.op, ctx.tab, ctx.wc
+        need_x, need_w = ctx.needs_input_grad[:2]
+        a, b = tab.a_scheme, tab.b_scheme
+        view = [-1] + [1] * (w.dim() - 1)
+        ws, wz = wc.scale.reshape(view), wc.zero.reshape(view)
+        qw = code_of(wc.index, 1 << b.bits, b.signed)
+        qx, x_mask = _codes_and_mask(x, xs, xz, a)
+        if tab.gradient == "table":
+            gx, gw = _table_grads(ctx, grad, qx, qw, ws, wz)
+        else:
+            w_deq = (qw - wz).to(grad.dtype) * ws
+            x_deq = (qx - xz) * xs
+            gx = op.grad_input(x.shape, w_deq, grad) if need_x else None
+            gw = op.grad_weight(x_deq, w.shape, grad) if need_w else None
+        gx = gx * x_mask if gx is not None else None
+        gw = gw * _codes_and_mask(w, ws, wz, b)[1] if gw is not None else None
+        return gx, gw, None, None, None, None, None
+
+
+def _codes_and_mask(x, scale, zero, scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes of x as float (exact) and where x lies inside the quantization range (the
+    straight-through gradient's support): `quantize_codes` and TableMac's mask in one pass."""
+    qmin, qmax = code_range(scheme)
+    t = x / scale
+    codes = (torch.round(t) + zero).clamp(qmin, qmax)
+    t = t + zero
+    return codes, (t >= qmin - 0.5) & (t <= qmax + 0.5)
+
+
+def _table_grads(ctx, grad, qx, qw, ws, wz):
+    """The table-difference gradients (`axdnn.nn.gradients`) from float codes of x and w."""
+    op, tab, zx = ctx.op, ctx.tab, ctx.zx
+    x_shape, w_shape = ctx.saved_tensors[0].shape, ctx.saved_tensors[1].shape
+    xi = code_index(qx.long(), tab.a_scheme.bits)
+    wi = code_index(qw, tab.b_scheme.bits)
+    gx = gw = None
+    if ctx.needs_input_grad[0]:
+        wzf = wz.to(grad.dtype)
+        gx = table_input_grad(op, grad, xi, wi, ws, wzf, tab.table_grad, x_shape)
+    if ctx.needs_input_grad[1]:
+        pad = zx & ((1 << tab.a_scheme.bits) - 1)
+        xi_padded = op.pad(xi.to(torch.float32), float(pad)).long()
+        xs = ctx.saved_tensors[2]
+        gw = table_weight_grad(op, grad, xi_padded, wi, xs, zx, tab.table_grad, w_shape)
+    return gx, gw
 
 
 class ApproxConv2d(TableLayer, nn.Conv2d):
