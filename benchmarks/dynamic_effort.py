@@ -38,10 +38,11 @@ from axdnn.models import build_model
 from axdnn.models.registry import default_lr
 from axdnn.train import TrainConfig, fit
 
-MODELS = {
-    "lenet5": ("lenet5", "fashion-mnist", 3, None),
-    "bn_cnn32": ("digits_cnn", "fashion-mnist:1x32x32", 4, "bn_train"),
-    "digits_cnn": ("digits_cnn", "digits", 10, None),
+MODELS = {  # key: (model, data, epochs, training-image limit option, batch size)
+    "lenet5": ("lenet5", "fashion-mnist", 3, None, 64),
+    "bn_cnn32": ("digits_cnn", "fashion-mnist:1x32x32", 4, "bn_train", 64),
+    "resnet20": ("resnet20", "fashion-mnist:1x32x32", 4, "resnet_train", 128),
+    "digits_cnn": ("digits_cnn", "digits", 10, None, 64),
 }
 ALL = ("spet-exact", "spet", "sdss", "sfma", "exit", "combined")
 PER_MODEL = {
@@ -52,15 +53,22 @@ PER_MODEL = {
         "combined": ("sdss", "sfma", "exit"),
         "scale": 3,
     },
+    # the same budget of work for the residual network (SPET's exact mode included)
+    "resnet20": {
+        "configs": ("spet-exact", "sdss", "sfma", "exit", "combined"),
+        "combined": ("sdss", "sfma", "exit"),
+        "scale": 3,
+    },
 }
 
 
 def trained(key: str, args) -> tuple[torch.nn.Module, object]:
-    name, spec, epochs, limit_arg = MODELS[key]
+    name, spec, epochs, limit_arg, batch = MODELS[key]
     bundle = load_dataset(spec, seed=0)
     model = build_model(name, bundle.input_shape[0], bundle.num_classes)
     size = f"_n{getattr(args, limit_arg)}" if limit_arg else ""
-    path = Path(args.cache) / f"{key}_e{epochs}{size}_seed0.pt"
+    batch_tag = f"_b{batch}" if batch != 64 else ""
+    path = Path(args.cache) / f"{key}_e{epochs}{size}{batch_tag}_seed0.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), bundle
@@ -75,7 +83,7 @@ def trained(key: str, args) -> tuple[torch.nn.Module, object]:
         train,
         bundle.val,
         bundle.num_classes,
-        TrainConfig(epochs=epochs, lr=default_lr(name), seed=0),
+        TrainConfig(epochs=epochs, lr=default_lr(name), batch_size=batch, seed=0),
         progress=not args.quiet,
     )
     print(f"trained {key} in {time.perf_counter() - start:.0f} s")
@@ -110,6 +118,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.5, help="accuracy points")
     parser.add_argument("--cache", default="/tmp/axdnn_bench_dynamic")
     parser.add_argument("--bn-train", type=int, default=12000)
+    parser.add_argument("--resnet-train", type=int, default=20000)
     parser.add_argument("--exit-train", type=int, default=10000)
     parser.add_argument("--calib", type=int, default=1000)
     parser.add_argument("--test", type=int, default=3000)
