@@ -18,6 +18,7 @@ triton is installed), `torch` (slab gather in torch ops; any device) and `refere
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from axdnn.errors import ConfigError, ShapeError
 from axdnn.kernels import affine, gather_cpu, gather_torch, lowrank, native, ops, reference
 from axdnn.kernels import triton_kernels as triton_backend
 from axdnn.kernels.affine import ActQuant, ZeroPoints
-from axdnn.kernels.factor import factorize
+from axdnn.kernels.factor import factorize, table_digest
 from axdnn.kernels.geometry import ConvGeometry
 
 
@@ -133,6 +134,23 @@ def choose_backend(
     """The forced backend, or the cheapest (by `cost` for `problem`) that supports this table."""
     if backend != "auto":
         return _forced(backend, table, device)
+    installed = tuple(name for name, b in _BACKENDS.items() if b.why_missing() is None)
+    key = (table_digest(table), device, problem, installed)
+    chosen = _CHOICES.get(key)
+    if chosen is None or _BACKENDS.get(chosen.name) is not chosen:
+        chosen = _cheapest(table, device, problem)
+        _CHOICES[key] = chosen
+        while len(_CHOICES) > 4096:
+            _CHOICES.popitem(last=False)
+    return chosen
+
+
+# auto's choices by (table, device, problem, installed backends): a layer asks the same
+# question on every call
+_CHOICES: OrderedDict[tuple, Backend] = OrderedDict()
+
+
+def _cheapest(table: torch.Tensor, device: torch.device, problem: Problem | None) -> Backend:
     candidates = [_BACKENDS[name] for name in available_backends(table, device)[1:]]
     if not candidates:
         raise ConfigError(f"no kernel backend supports device {device}")
@@ -443,10 +461,18 @@ _REFERENCE_LOOKUPS = {"cpu": 5e7, "cuda": 1e10}
 # measure it), set between the torch gathers and float32 so that `auto` picks it for general
 # tables and still prefers lowrank's float convolutions for rank-1 ones.
 _TRITON_LOOKUPS = 1e12
+# Fixed seconds per CPU call (Python, ctypes, allocations; measured on a layer of a few
+# pixels): what decides batch-1 and other small problems.
+_CALL_SECONDS = {"native": 2.5e-5, "lowrank": 2e-4, "torch": 1e-4, "reference": 1e-4}
 
 
 def _kind(device: torch.device) -> str:
     return "cuda" if device.type == "cuda" else "cpu"
+
+
+def _per_call(backend: str, p: Problem) -> float:
+    """The fixed cost of one call of `backend` (CPU; on a GPU launches overlap)."""
+    return _CALL_SECONDS[backend] if _kind(p.device) == "cpu" else 0.0
 
 
 def _composed(p: Problem) -> float:
@@ -464,6 +490,7 @@ def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
     kind = _kind(p.device)
     width = min(1.0, min(p.channels, p.out_block) / _F32_FULL_WIDTH)
     work = calls * p.macs / (_F32_MACS[kind] * width)
+    overhead = _per_call("lowrank", p) * len(lowrank.plan_for(table, p.channels, p.area).chunks)
     if p.fused and p.op == "conv2d" and lowrank.fuses(p.device):
         units = lowrank.conv_units(table, p.channels, p.area)
         per_in, per_out = _LOWRANK_FUSED
@@ -471,9 +498,10 @@ def _lowrank_cost(table: torch.Tensor, p: Problem) -> float | None:
             units * p.macs / (_F32_MACS[kind] * width)
             + p.inputs * per_in * max(1.0, units)
             + p.outputs * per_out
+            + overhead
         )
     passes = (calls * p.inputs + 3 * p.outputs) / _ELEMENTS[kind]
-    return work + passes + _composed(p)
+    return work + passes + _composed(p) + overhead
 
 
 def _numba_cost(table: torch.Tensor, p: Problem) -> float:
@@ -493,7 +521,7 @@ def _native_cost(table: torch.Tensor, p: Problem) -> float:
     mac, _ = native.plan_cost(
         table.shape[0], p.groups, p.out_block, p.channels * p.area, pixels, native.narrow(table)
     )
-    return mac + (p.inputs + p.outputs) / native.ELEMENTS
+    return mac + (p.inputs + p.outputs) / native.ELEMENTS + _per_call("native", p)
 
 
 def _triton_cost(table: torch.Tensor, p: Problem) -> float | None:
@@ -504,11 +532,11 @@ def _triton_cost(table: torch.Tensor, p: Problem) -> float | None:
 
 
 def _torch_cost(table: torch.Tensor, p: Problem) -> float:
-    return p.macs / _TORCH_LOOKUPS[_kind(p.device)] + _composed(p)
+    return p.macs / _TORCH_LOOKUPS[_kind(p.device)] + _composed(p) + _per_call("torch", p)
 
 
 def _reference_cost(table: torch.Tensor, p: Problem) -> float:
-    return p.macs / _REFERENCE_LOOKUPS[_kind(p.device)] + _composed(p)
+    return p.macs / _REFERENCE_LOOKUPS[_kind(p.device)] + _composed(p) + _per_call("reference", p)
 
 
 def _from_module(name: str, module, **fields) -> Backend:

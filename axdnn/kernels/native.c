@@ -282,6 +282,7 @@ typedef struct {
     int kernel;              /* KERNEL_SLAB, KERNEL_DIRECT or KERNEL_COLUMN */
     int acc32;               /* every finished value and term fits int32 (the caller's bound) */
     int64_t img_parts;       /* image ranges per channel block (slab kernel tasks) */
+    const uint8_t *tb8;      /* per column: low bytes of tt16's 256 entries, then high bytes */
 } mac_args;
 
 static inline int32_t weight_at(const mac_args *a, int64_t o, int k) {
@@ -752,6 +753,7 @@ done:
  * building slabs would cost more than the MACs: per output channel and tap the table column
  * T[:, w[o, k]] sits in eight registers and serves COL_PIXELS pixels by word permutes. */
 #define COL_PIXELS 64
+#define BYTE_BLOCK (2 * COL_PIXELS) /* pixels per task of the byte-plane kernel (VBMI) */
 /* Taps per int32 register sum of uint16 entries (K * 65535 < 2^31) */
 #define COL_TAPS (INT32_MAX / 0xFFFF)
 
@@ -777,35 +779,147 @@ static __attribute__((noinline)) void column_sums(const mac_args *a, int64_t o, 
     for (int i = 0; i < COL_PIXELS / 16; i++) _mm512_storeu_si512((void *)(acc32 + 16 * i), acc[i]);
 }
 
+#if defined(__AVX512VBMI__)
+/* Byte-plane column kernel (AVX-512 VBMI): the column's 16-bit entries split into a low-byte and
+ * a high-byte plane of 256 bytes (four registers each); one byte permute pair and a blend on
+ * index bit 7 look up 64 pixels in a plane, where 16-bit word permutes take four permutes and
+ * three blends per 32 (and several micro-ops each on Intel cores). The bytes of even and odd
+ * pixels add into 16-bit sums by a mask and a shift (not the permute port), exact for up to 257
+ * taps, and are widened into int32 every BYTE_TAPS taps. */
+#define BYTE_TAPS 256
+static inline __m512i lookup64(const __m512i *t, __m512i ix, __mmask64 high) {
+    const __m512i lo = _mm512_permutex2var_epi8(t[0], ix, t[1]);
+    const __m512i hi = _mm512_permutex2var_epi8(t[2], ix, t[3]);
+    return _mm512_mask_blend_epi8(high, lo, hi);
+}
+
+/* acc += low-byte sums + 256 * high-byte sums, words `half` * 16 .. + 15 widened to int32 */
+static inline __m512i widen_add(__m512i acc, __m512i low, __m512i high, int half) {
+    const __m256i l = half ? _mm512_extracti64x4_epi64(low, 1) : _mm512_castsi512_si256(low);
+    const __m256i h = half ? _mm512_extracti64x4_epi64(high, 1) : _mm512_castsi512_si256(high);
+    const __m512i v = _mm512_add_epi32(_mm512_cvtepu16_epi32(l),
+                                       _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 8));
+    return _mm512_add_epi32(acc, v);
+}
+
+/* acc32[p] = sum over all K taps of T[x_k[p], w[o, k]] - base for the 64 * NV pixels of
+ * xb[k][p] (rows of BYTE_BLOCK pixels): each column loaded once serves NV pixel vectors */
+static inline __attribute__((always_inline)) void column_bytes_n(const mac_args *a, int64_t o,
+                                                                 const uint8_t *xb,
+                                                                 int32_t *acc32, const int NV) {
+    const __m512i zero = _mm512_setzero_si512(), even = _mm512_set1_epi16(0xFF);
+    __m512i s[2][4];
+    for (int v = 0; v < NV; v++) s[v][0] = s[v][1] = s[v][2] = s[v][3] = zero;
+    for (int k0 = 0; k0 < a->K; k0 += BYTE_TAPS) {
+        const int k1 = a->K - k0 > BYTE_TAPS ? k0 + BYTE_TAPS : a->K;
+        __m512i le[2], lo[2], he[2], ho[2]; /* low / high byte sums of even / odd pixels */
+        for (int v = 0; v < NV; v++) le[v] = lo[v] = he[v] = ho[v] = zero;
+        for (int k = k0; k < k1; k++) {
+            const uint8_t *col = a->tb8 + (size_t)weight_at(a, o, k) * 512;
+            __m512i tl[4], th[4];
+            for (int i = 0; i < 4; i++) {
+                tl[i] = _mm512_loadu_si512((const void *)(col + 64 * i));
+                th[i] = _mm512_loadu_si512((const void *)(col + 256 + 64 * i));
+            }
+            for (int v = 0; v < NV; v++) {
+                const __m512i x = _mm512_loadu_si512((const void *)(xb + (size_t)k * BYTE_BLOCK + 64 * v));
+                const __mmask64 high = _mm512_movepi8_mask(x);
+                const __m512i l = lookup64(tl, x, high), h = lookup64(th, x, high);
+                le[v] = _mm512_add_epi16(le[v], _mm512_and_si512(l, even));
+                lo[v] = _mm512_add_epi16(lo[v], _mm512_srli_epi16(l, 8));
+                he[v] = _mm512_add_epi16(he[v], _mm512_and_si512(h, even));
+                ho[v] = _mm512_add_epi16(ho[v], _mm512_srli_epi16(h, 8));
+            }
+        }
+        for (int v = 0; v < NV; v++) {
+            s[v][0] = widen_add(s[v][0], le[v], he[v], 0);
+            s[v][1] = widen_add(s[v][1], le[v], he[v], 1);
+            s[v][2] = widen_add(s[v][2], lo[v], ho[v], 0);
+            s[v][3] = widen_add(s[v][3], lo[v], ho[v], 1);
+        }
+    }
+    /* word j of a vector's even (odd) sums is its pixel 2j (2j + 1) */
+    int32_t sums[64];
+    for (int v = 0; v < NV; v++) {
+        for (int i = 0; i < 4; i++) _mm512_storeu_si512((void *)(sums + 16 * i), s[v][i]);
+        for (int i = 0; i < 64; i++) acc32[64 * v + 2 * (i % 32) + i / 32] = sums[i];
+    }
+}
+
+static void column_bytes(const mac_args *a, int64_t o, const uint8_t *xb, int pn, int32_t *acc32) {
+    if (pn > 64) column_bytes_n(a, o, xb, acc32, 2);
+    else column_bytes_n(a, o, xb, acc32, 1);
+}
+#endif
+
+/* memcpy of a short run: masked 64-byte moves (a library call per run costs as much as the run) */
+static inline void copy_run(uint8_t *dst, const uint8_t *src, int len) {
+    for (; len >= 64; len -= 64, dst += 64, src += 64)
+        _mm512_storeu_si512((void *)dst, _mm512_loadu_si512((const void *)src));
+    if (len > 0) {
+        const __mmask64 m = (1ULL << len) - 1; /* len < 64 */
+        _mm512_mask_storeu_epi8(dst, m, _mm512_maskz_loadu_epi8(m, src));
+    }
+}
+
+/* pixels per column task: BYTE_BLOCK where the byte-plane kernel runs */
+static int column_block(const mac_args *a) {
+#if defined(__AVX512VBMI__)
+    if (a->tb8 && a->K <= COL_TAPS) return BYTE_BLOCK;
+#else
+    (void)a;
+#endif
+    return COL_PIXELS;
+}
+
 static void column_task(void *ctx, int64_t task, int worker) {
     (void)worker;
     const mac_args *a = (const mac_args *)ctx;
-    const int64_t blocks = (a->npix + COL_PIXELS - 1) / COL_PIXELS;
+    const int BP = column_block(a);
+    const int64_t blocks = (a->npix + BP - 1) / BP;
     const int64_t n = task / (a->G * blocks);
     const int g = (int)((task / blocks) % a->G);
-    const int p0 = (int)(task % blocks) * COL_PIXELS;
-    const int pn = p0 + COL_PIXELS < a->npix ? COL_PIXELS : a->npix - p0;
+    const int p0 = (int)(task % blocks) * BP;
+    const int pn = p0 + BP < a->npix ? BP : a->npix - p0;
     const int K = a->K, rows = a->rows;
-    uint8_t *xb = malloc((size_t)K * COL_PIXELS); /* [k][p] activation indices */
+    uint8_t *xb = malloc((size_t)K * BP); /* [k][p] activation indices */
     int64_t *tmp = malloc(sizeof(int64_t) * FIN_PIXELS);
     float *ftmp = malloc(sizeof(float) * FIN_PIXELS);
     if (!xb || !tmp || !ftmp) goto done;
     const uint8_t *x = a->xp + n * a->img_stride + g * a->grp_stride;
+    /* runs of pixels at consecutive input offsets (output rows at stride 1) are copied whole */
+    int run_at[BYTE_BLOCK + 1], nruns = 0;
+    for (int p = 0; p < pn; p++)
+        if (p == 0 || a->pix[p0 + p] != a->pix[p0 + p - 1] + 1) run_at[nruns++] = p;
+    run_at[nruns] = pn;
     for (int k = 0; k < K; k++) {
-        uint8_t *dst = xb + (size_t)k * COL_PIXELS;
-        for (int p = 0; p < COL_PIXELS; p++) dst[p] = p < pn ? x[a->pix[p0 + p] + a->tap[k]] : 0;
+        uint8_t *dst = xb + (size_t)k * BP;
+        for (int r = 0; r < nruns; r++)
+            copy_run(dst + run_at[r], x + a->pix[p0 + run_at[r]] + a->tap[k],
+                     run_at[r + 1] - run_at[r]);
+        memset(dst + pn, 0, (size_t)(BP - pn));
     }
-    int64_t sx[COL_PIXELS] = {0};
+    int64_t sx[BYTE_BLOCK] = {0};
     if (a->zw) {
         const int32_t half = a->a_signed ? rows / 2 : rows, wrap = a->a_signed ? rows : 0;
         for (int k = 0; k < K; k++)
-            for (int p = 0; p < COL_PIXELS; p++) {
-                const int32_t i = xb[(size_t)k * COL_PIXELS + p];
+            for (int p = 0; p < BP; p++) {
+                const int32_t i = xb[(size_t)k * BP + p];
                 sx[p] += (i >= half ? i - wrap : i) - a->zx;
             }
     }
     const int64_t bias = a->base * K;
-    int32_t acc32[COL_PIXELS];
+    int32_t acc32[BYTE_BLOCK];
+#if defined(__AVX512VBMI__)
+    if (BP == BYTE_BLOCK) {
+        for (int q = 0; q < a->og; q++) {
+            const int64_t o = (int64_t)g * a->og + q;
+            column_bytes(a, o, xb, pn, acc32);
+            finish(a, n, (int)o, 1, acc32, 1, 0, bias, p0, pn, sx, tmp, ftmp);
+        }
+        goto done;
+    }
+#endif
     if (K <= COL_TAPS) {
         for (int q = 0; q < a->og; q++) {
             const int64_t o = (int64_t)g * a->og + q;
@@ -845,6 +959,14 @@ done:
 }
 #endif
 
+int axn_has_byte_columns(void) {
+#if defined(__AVX512VBMI__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 int axn_has_column_kernel(void) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
     return 1;
@@ -856,7 +978,7 @@ int axn_has_column_kernel(void) {
 void axn_mac(mac_args *a, int nthreads) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
     if (a->kernel == KERNEL_COLUMN && a->tt16) {
-        const int64_t blocks = (a->npix + COL_PIXELS - 1) / COL_PIXELS;
+        const int64_t blocks = (a->npix + column_block(a) - 1) / column_block(a);
         parallel(column_task, a, a->N * a->G * blocks, nthreads);
         return;
     }

@@ -22,6 +22,7 @@ import os
 import platform
 import tempfile
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ class _Mac(ctypes.Structure):
         ("spat", _P), ("nspat", _INT),
         ("out_float", _INT), ("out", _P), ("o_img", _I64), ("o_ch", _I64), ("o_pix", _I64),
         ("scale", _P), ("saturate", _INT), ("lo", _I64), ("hi", _I64), ("OB", _INT),
-        ("P", _INT), ("kernel", _INT), ("acc32", _INT), ("img_parts", _I64),
+        ("P", _INT), ("kernel", _INT), ("acc32", _INT), ("img_parts", _I64), ("tb8", _P),
     ]  # fmt: skip
 
 
@@ -226,6 +227,7 @@ class _Table:
     tt16: torch.Tensor | None
     base: int
     maxabs: int
+    tb8: torch.Tensor | None = None  # tt16's columns as a low-byte and a high-byte plane
 
 
 _TABLES: OrderedDict[str, _Table] = OrderedDict()
@@ -239,15 +241,16 @@ def _prepared(table: torch.Tensor) -> _Table:
         return hit
     t = table.detach().to("cpu", torch.int64)
     lo, hi = int(t.min()), int(t.max())
-    t16 = tt16 = None
+    t16 = tt16 = tb8 = None
     if hi - lo <= 0xFFFF:
         # two bytes of slack: the kernels may read one 32-bit word at the last entry
         flat = (t - lo).to(torch.int32).flatten()
         t16 = torch.cat([flat, flat.new_zeros(2)]).to(torch.uint16)
         tt16 = torch.zeros((t.shape[1], MAX_ROWS), dtype=torch.int32)
         tt16[:, : t.shape[0]] = (t - lo).T
+        tb8 = torch.cat([tt16 & 0xFF, tt16 >> 8], dim=1).to(torch.uint8).contiguous()
         tt16 = tt16.to(torch.uint16)
-    prepared = _Table(t.to(torch.int32).contiguous(), t16, tt16, lo, max(abs(lo), abs(hi)))
+    prepared = _Table(t.to(torch.int32).contiguous(), t16, tt16, lo, max(abs(lo), abs(hi)), tb8)
     _TABLES[key] = prepared
     while len(_TABLES) > 32:
         _TABLES.popitem(last=False)
@@ -405,16 +408,21 @@ class _Call:
 
     @classmethod
     def of(cls, table: torch.Tensor, groups: int, per_group: int, taps: int, pixels: int) -> _Call:
-        fits = narrow(table)
-        _, kernel = plan_cost(table.shape[0], groups, per_group, taps, pixels, fits)
-        if FORCE_KERNEL is not None and (FORCE_KERNEL != COLUMN or fits):
-            kernel = FORCE_KERNEL
-        vectors = _vectors(per_group)
-        return cls(groups, per_group, taps, kernel, vectors, _lib().axn_tile_pixels(vectors))
+        args = (table.shape[0], narrow(table), groups, per_group, taps, pixels, FORCE_KERNEL)
+        return _call_of(*args)
 
     def sums(self, zero: ZeroPoints | None) -> bool:
         """Whether the slab kernel needs the channel sums D (the others sum inline)."""
         return zero is not None and self.kernel == SLAB and bool(zero.w.any())
+
+
+@functools.lru_cache(maxsize=1024)
+def _call_of(rows, fits, groups, per_group, taps, pixels, force) -> _Call:
+    _, kernel = plan_cost(rows, groups, per_group, taps, pixels, fits)
+    if force is not None and (force != COLUMN or fits):
+        kernel = force
+    vectors = _vectors(per_group)
+    return _Call(groups, per_group, taps, kernel, vectors, _lib().axn_tile_pixels(vectors))
 
 
 def _weights(w_idx: torch.Tensor, cols: int, outputs: int, taps: int) -> torch.Tensor:
@@ -438,14 +446,8 @@ def _mac(
     acc_bits: int | None,
 ) -> None:
     """Run the C MAC of `xp` (prepared input) into `out` (int64, or float32 with `scale`)."""
-    o = call.groups * call.per_group
     tab = _prepared(table)
-    w = _weights(w_idx, table.shape[1], o, call.taps)
-    zw = sw = None
-    if zero is not None:
-        sw = weight_code_sums(w, table.shape[1], zero).to("cpu", torch.int64).contiguous()
-        if bool(zero.w.any()):
-            zw = zero.w.to(torch.int64).contiguous()
+    w, sw, zw, acc32 = _weight_terms(call, w_idx, table, tab, zero)
     bound = 1 << (acc_bits - 1) if acc_bits is not None else 0
     scale32 = None if scale is None else scale.to(torch.float32).contiguous()
     args = _Mac(
@@ -462,9 +464,42 @@ def _mac(
         out=_ptr(out), o_img=out_strides[0], o_ch=out_strides[1], o_pix=out_strides[2],
         scale=_ptr(scale32), saturate=int(acc_bits is not None), lo=-bound, hi=bound - 1,
         OB=call.vectors * lanes(), P=call.tile, kernel=call.kernel,
-        acc32=int(_finish_bound(tab, call.taps, zero, sw, table.shape[0]) < 1 << 31), img_parts=1,
+        acc32=acc32, img_parts=1,
+        tb8=_ptr(tab.tb8),
     )  # fmt: skip
     _lib().axn_mac(ctypes.byref(args), _threads())
+
+
+_WEIGHT_TERMS: OrderedDict[tuple, tuple] = OrderedDict()
+
+
+def _weight_terms(call: _Call, w_idx: torch.Tensor, table, tab: _Table, zero: ZeroPoints | None):
+    """The weights as the kernel reads them, their code sums and zero points, and whether the
+    output pass fits int32; remembered per weight tensor and zero-point object (layers keep
+    both between calls) until either is freed or modified in place."""
+    key = (id(w_idx), id(zero), id(tab), call.taps)
+    hit = _WEIGHT_TERMS.get(key)
+    if hit is not None and hit[0]() is w_idx and hit[1] == w_idx._version:
+        if zero is None or (hit[2]() is zero and hit[3] == zero.w._version):
+            return hit[4]
+    o = call.groups * call.per_group
+    w = _weights(w_idx, table.shape[1], o, call.taps)
+    zw = sw = None
+    if zero is not None:
+        sw = weight_code_sums(w, table.shape[1], zero).to("cpu", torch.int64).contiguous()
+        if bool(zero.w.any()):
+            zw = zero.w.to(torch.int64).contiguous()
+    fits = int(_finish_bound(tab, call.taps, zero, sw, table.shape[0]) < 1 << 31)
+    terms = (w, sw, zw, fits)
+    try:
+        refs = (weakref.ref(w_idx), weakref.ref(zero) if zero is not None else None)
+    except TypeError:  # not weakly referenceable: not remembered
+        return terms
+    _WEIGHT_TERMS[key] = (refs[0], w_idx._version, refs[1],
+                          zero.w._version if zero is not None else 0, terms)  # fmt: skip
+    while len(_WEIGHT_TERMS) > 256:
+        _WEIGHT_TERMS.popitem(last=False)
+    return terms
 
 
 def _finish_bound(tab: _Table, taps: int, zero, sw, rows: int) -> int:
@@ -500,12 +535,35 @@ def _linear(a, b_idx, table, zero, act, scale, acc_bits):
     m, k = a.shape
     o = b_idx.shape[0]
     call = _Call.of(table, 1, o, k, m)
-    xp, d = _prepare(a.reshape(m, k, 1, 1), (0, 0), 1, table.shape[0], act, 0, zero,
-                     call.sums(zero))  # fmt: skip
+    xp, d = _prepare_rows(a, table.shape[0], act, zero, call.sums(zero))
     layout = _linear_layout(m, k, call.tile)
     out = torch.empty((m, o), dtype=_out_dtype(scale))
     _mac(call, xp, d, layout, 1, b_idx, table, zero, out, (0, 1, o), scale, acc_bits)
     return out
+
+
+def _prepare_rows(a, rows: int, act: ActQuant | None, zero: ZeroPoints | None, sums: bool):
+    """uint8 indices of a linear input (M, K) in its own layout and, with `sums`, each row's sum
+    of (code - zx). Quantized in a few large blocks of rows: `_prepare` on an (M, K, 1, 1) view
+    would walk M x K one-pixel planes."""
+    m, k = a.shape
+    if act is None:
+        xp = a
+    else:
+        parts = _row_blocks(m)
+        xp = _prepare(a.reshape(parts, 1, m // parts, k), (0, 0), 1, rows, act, 0, None, False)[0]
+        xp = xp.reshape(m, k)
+    if not sums:
+        return xp, None
+    codes = xp.to(torch.int32)
+    if zero.a_signed:
+        codes = torch.where(codes >= rows // 2, codes - rows, codes)
+    return xp, (codes - zero.x).sum(1, dtype=torch.int32)
+
+
+def _row_blocks(m: int, most: int = 64) -> int:
+    """The largest divisor of m up to `most`: blocks of rows the threads quantize in parallel."""
+    return max(b for b in range(1, min(m, most) + 1) if m % b == 0)
 
 
 def _indices(x: torch.Tensor) -> torch.Tensor:

@@ -137,7 +137,20 @@ class TableLayer(ApproxLayer):
         args = (x.float(), self.mac_weight(), op, self.operands, self.act_scale, self.act_zero)
         if tracing():
             return TableMac.apply(*args, self.weight_codes(), torch.is_grad_enabled())
+        if not torch.is_grad_enabled():  # inference: no autograd node, the arguments cached
+            act, zero, scale = self._mac_arguments(self.weight_codes())
+            return op.lut_float(args[0], act, self.weight_codes().index, self.operands, zero, scale)
         return FusedTableMac.apply(*args, self.weight_codes())
+
+    def _mac_arguments(self, wc: WeightCodes) -> tuple[ActQuant, ZeroPoints, torch.Tensor]:
+        """`mac_arguments` of the current weight codes and activation quantizer, remembered
+        until either changes (a batch-1 forward would otherwise spend much of its time here)."""
+        key = (id(wc), self.act_scale._version, self.act_zero._version)
+        cached = getattr(self, "_mac_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, mac_arguments(self.operands, self.act_scale, self.act_zero, wc))
+            self._mac_cache = cached
+        return cached[1]
 
     def describe(self) -> str:
         return f"multiplier={self.multiplier.name}, gradient={self.spec.gradient}"
@@ -154,12 +167,9 @@ class FusedTableMac(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, op, tab: TableOperands, xs, xz, wc: WeightCodes):
-        a, b = tab.a_scheme, tab.b_scheme
-        zx = int(xz)
-        zero = ZeroPoints(zx, wc.zero.reshape(-1).long(), a.signed, b.signed, wc.sums)
-        act = ActQuant(xs, zx, *code_range(a), a.bits)
-        y = op.lut_float(x, act, wc.index, tab, zero, xs * wc.scale)
-        ctx.op, ctx.tab, ctx.wc, ctx.zx = op, tab, wc, zx
+        act, zero, scale = mac_arguments(tab, xs, xz, wc)
+        y = op.lut_float(x, act, wc.index, tab, zero, scale)
+        ctx.op, ctx.tab, ctx.wc, ctx.zx = op, tab, wc, zero.x
         ctx.save_for_backward(x, w, xs, xz)
         return y
 
@@ -183,6 +193,15 @@ class FusedTableMac(torch.autograd.Function):
         gx = gx * x_mask if gx is not None else None
         gw = gw * _codes_and_mask(w, ws, wz, b)[1] if gw is not None else None
         return gx, gw, None, None, None, None, None
+
+
+def mac_arguments(tab: TableOperands, xs, xz, wc: WeightCodes):
+    """The activation quantizer, zero points and output scale (x scale times weight scales) of
+    the fused `lut_*_float` call."""
+    a, b = tab.a_scheme, tab.b_scheme
+    zx = int(xz)
+    zero = ZeroPoints(zx, wc.zero.reshape(-1).long(), a.signed, b.signed, wc.sums)
+    return ActQuant(xs, zx, *code_range(a), a.bits), zero, xs * wc.scale
 
 
 def _codes_and_mask(x, scale, zero, scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor]:

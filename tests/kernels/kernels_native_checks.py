@@ -51,6 +51,13 @@ def check_native(seed: int = 0) -> None:
         zero = ZeroPoints(1, torch.randint(0, cols, (50,), generator=gen))
         want = reference.linear(a, b, table) + linear_correction(a, b, (rows, cols), zero)
         assert torch.equal(native.linear(a, b, table, zero), want)
+    # reductions past 256 taps of entries up to 65535: the 16-bit partial sums of the byte-plane
+    # column kernel are widened every 256 taps
+    wide = random_table(8, 8, 5, lo=0, hi=65535)
+    wide[:, :2], wide[0, 2] = 65535, 0
+    a = torch.randint(0, 256, (70, 600), generator=gen)
+    b = torch.randint(0, 2, (5, 600), generator=gen)
+    assert torch.equal(native.linear(a, b, wide), reference.linear(a, b, wide))
 
 
 def check_overflow() -> None:

@@ -91,6 +91,27 @@ def test_native_missing_is_reported_as_not_installed(monkeypatch):
     assert "native" not in available_backends(exact(8, 8), CPU)
 
 
+@pytest.mark.skipif(not native.available(), reason="no C compiler")
+def test_auto_remembers_its_choice_only_while_the_backend_stays_installed(monkeypatch):
+    table = random_table(8, 8, 4)
+    p = conv_problem((1, 16, 32, 32), (16, 16, 3, 3), ConvGeometry.of(3, padding=1), CPU)
+    assert choose_backend(table, CPU, problem=p).name == "native"
+    assert choose_backend(table, CPU, problem=p).name == "native"  # remembered
+    monkeypatch.setattr(native, "available", lambda: False)
+    assert choose_backend(table, CPU, problem=p).name != "native"
+
+
+@pytest.mark.skipif(not native.available(), reason="no C compiler")
+def test_a_single_image_of_a_rank_one_table_runs_natively():
+    """At batch 1 the low-rank path's fixed cost per call (several passes and float
+    convolutions) outweighs its cheaper arithmetic; the per-call costs make auto see it."""
+    drum = exact(8, 8)
+    for shape in ((1, 16, 32, 32), (1, 64, 8, 8)):
+        c = shape[1]
+        p = conv_problem(shape, (c, c, 3, 3), ConvGeometry.of(3, padding=1), CPU, fused=True)
+        assert choose_backend(drum, CPU, problem=p).name == "native", shape
+
+
 def _benchmark_module():
     sys.path.insert(0, str(BENCHMARKS))
     try:

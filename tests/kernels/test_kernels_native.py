@@ -27,7 +27,18 @@ def test_each_native_kernel_is_exact(monkeypatch, kernel):
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 instruction-set variants")
 @pytest.mark.skipif(not native.available(), reason="no C compiler")
-@pytest.mark.parametrize("arch,lanes", [("x86-64", 4), ("x86-64-v3", 8)])
+def _has_avx512bw() -> bool:
+    try:
+        return "avx512bw" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+# x86-64-v4 has AVX-512BW without VBMI: the word-permute column kernel instead of byte planes
+VARIANTS = [("x86-64", 4), ("x86-64-v3", 8)] + [("x86-64-v4", 16)] * _has_avx512bw()
+
+
+@pytest.mark.parametrize("arch,lanes", VARIANTS)
 def test_every_instruction_set_variant_is_exact(tmp_path, arch, lanes):
     env = {**os.environ, "AXDNN_NATIVE_ARCH": arch, "AXDNN_CACHE_DIR": str(tmp_path)}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])

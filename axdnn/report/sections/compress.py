@@ -2,8 +2,9 @@
 per layer, and for sharing the search's accuracy against compression ratio and the k per layer.
 
 Record keys (prune): `model`, `checkpoint`, `accuracy_before`, `accuracy_after`,
-`reload_identical`, `folded_batchnorm` (count), `params_saved`, `pruning` {criterion, ratio, global_pruning, steps, macs_before, macs_after,
-macs_ratio, params_before, params_after, params_ratio, layers [{name, before, after}]}.
+`reload_identical`, `folded_batchnorm` (count), `params_saved`, `pruning` {criterion, ratio,
+global_pruning, steps, macs_before, macs_after, macs_ratio, params_before, params_after,
+params_ratio, layers [{name, before, after}]}.
 Record keys (share): `model`, `checkpoint`, `accuracy_before`, `accuracy_after`, `drop`, `ks`,
 `cost` {compression_ratio, dense_weight_bits, shared_weight_bits, codebook_lookups, layers},
 `search` {baseline_accuracy, budget, bits, trials [{number, compression_ratio, accuracy, drop,
